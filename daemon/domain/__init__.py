@@ -1,0 +1,1 @@
+"""Pure domain core: quantities, mapping rules, planning. No I/O, no asyncio."""

@@ -1,0 +1,117 @@
+"""Plain data shared by the pure core, the clients, the store and the engine.
+
+Every type here is immutable. Shopify ids are GraphQL gids (strings); Katana ids are integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+ShopifyGid = str
+# (Shopify inventory item gid, Shopify location gid): the unit stocksync sets a level for.
+LevelKey = tuple[ShopifyGid, ShopifyGid]
+
+
+@dataclass(frozen=True, slots=True)
+class KatanaVariant:
+    """A Katana product or material variant, as the mapping rules need it."""
+
+    id: int
+    sku: str | None
+    created_at: datetime
+    product_id: int | None = None
+    material_id: int | None = None
+    # True when the variant is deleted or its product/material is archived: it stops syncing.
+    retired: bool = False
+    # True when its product has is_auto_assembly (a kit/bundle): potential counts.
+    is_kit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShopifyVariant:
+    """A Shopify product variant and its inventory item."""
+
+    id: ShopifyGid
+    sku: str | None
+    inventory_item_id: ShopifyGid
+    tracked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StockRow:
+    """Katana's current stock of one variant at one location (GET /inventory)."""
+
+    variant_id: int
+    location_id: int
+    in_stock: Decimal
+    committed: Decimal
+    potential: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredLevel:
+    """What Shopify's "available" should be for one (inventory item, location)."""
+
+    katana_variant_id: int
+    sku: str | None
+    inventory_item_id: ShopifyGid
+    location_id: ShopifyGid
+    quantity: int
+
+    @property
+    def key(self) -> LevelKey:
+        return (self.inventory_item_id, self.location_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """What stocksync last told Shopify for one (inventory item, location).
+
+    `in_flight` means a push was sent whose answer was never recorded: Shopify's value is unknown.
+    """
+
+    quantity: int | None
+    in_flight: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPush:
+    """One element of an `inventorySetQuantities` call."""
+
+    katana_variant_id: int
+    sku: str | None
+    inventory_item_id: ShopifyGid
+    location_id: ShopifyGid
+    quantity: int
+    # Expected current value for compare-and-swap; None = unknown (skip the check).
+    change_from: int | None
+
+    @property
+    def key(self) -> LevelKey:
+        return (self.inventory_item_id, self.location_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A per-item situation worth reporting once (untracked, shadowed, rejected, too high...)."""
+
+    kind: str
+    subject: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What Shopify said about one pushed element.
+
+    status: "applied" (Shopify now holds push.quantity), "stale" (Shopify's value was not
+    push.change_from; `current` is the value re-read), or "rejected" (`code`, `message`).
+    """
+
+    push: PlannedPush
+    status: str
+    current: int | None = None
+    code: str | None = None
+    message: str | None = None

@@ -1,0 +1,157 @@
+"""Prometheus metric definitions, on a registry owned by one app instance (never the global one).
+
+Every family is created at start-up so that it is exported before it has samples. Nothing here
+does I/O: values are pushed in by the code that observes them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import gc_collector, platform_collector, process_collector
+
+# Katana change -> Shopify acknowledgement: seconds to tens of minutes.
+LAG_BUCKETS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 300, 600, 1800, 3600, 7200)
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """All stocksync metric families, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        if process:
+            process_collector.ProcessCollector(registry=self.registry)
+            platform_collector.PlatformCollector(registry=self.registry)
+            gc_collector.GCCollector(registry=self.registry)
+        r = self.registry
+        p = "stocksync_"
+        self.poll_cycles = Counter(
+            p + "poll_cycles", "Poll-and-push cycles by result.", ["result"], registry=r
+        )
+        self.last_successful_poll = Gauge(
+            p + "last_successful_poll_timestamp_seconds",
+            "Unix time of the last poll cycle that completed.",
+            registry=r,
+        )
+        self.quantities_pushed = Counter(
+            p + "quantities_pushed",
+            "Inventory quantities Shopify acknowledged.",
+            ["connection"],
+            registry=r,
+        )
+        self.push_errors = Counter(
+            p + "push_errors",
+            "Quantities Shopify rejected or that could not be pushed, by error code.",
+            ["connection", "code"],
+            registry=r,
+        )
+        self.stale_overwrites = Counter(
+            p + "stale_overwrites",
+            "Levels changed in Shopify since the last push (CHANGE_FROM_QUANTITY_STALE), "
+            "re-read and overwritten with Katana's value.",
+            ["connection"],
+            registry=r,
+        )
+        self.sync_lag = Histogram(
+            p + "sync_lag_seconds",
+            "Katana change timestamp to Shopify acknowledgement.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            p + "api_requests",
+            "HTTP requests to Katana and Shopify by status (HTTP code, or 'error').",
+            ["api", "status"],
+            registry=r,
+        )
+        self.api_request_duration = Histogram(
+            p + "api_request_duration_seconds",
+            "Duration of HTTP requests to Katana and Shopify.",
+            ["api"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        self.api_throttled = Counter(
+            p + "api_throttled",
+            "Responses that said slow down (Katana 429, Shopify THROTTLED).",
+            ["api"],
+            registry=r,
+        )
+        self.malformed_rows = Counter(
+            p + "malformed_rows",
+            "API rows skipped because they could not be parsed.",
+            ["api", "resource"],
+            registry=r,
+        )
+        self.dirty_variants = Gauge(
+            p + "dirty_variants", "Variants waiting to be pushed (outbox size).", registry=r
+        )
+        self.mapped_variants = Gauge(
+            p + "mapped_variants", "Katana variants mapped to Shopify.", ["connection"], registry=r
+        )
+        self.unmapped_variants = Gauge(
+            p + "unmapped_variants",
+            "Katana variants with no Shopify counterpart.",
+            ["connection"],
+            registry=r,
+        )
+        self.duplicate_skus = Gauge(
+            p + "duplicate_skus",
+            "SKUs shared by several variants on one side.",
+            ["connection", "side"],
+            registry=r,
+        )
+        self.untracked_items = Gauge(
+            p + "untracked_items",
+            "Mapped Shopify variants whose inventory is not tracked (skipped).",
+            ["connection"],
+            registry=r,
+        )
+        self.sync_enabled = Gauge(
+            p + "sync_enabled", "1 when the connection's sync_inventory is on.", ["connection"],
+            registry=r,
+        )
+        self.reconciliation_last_success = Gauge(
+            p + "reconciliation_last_success_timestamp_seconds",
+            "Unix time of the last reconciliation that completed.",
+            registry=r,
+        )
+        self.reconciliation_drift = Counter(
+            p + "reconciliation_drift",
+            "Levels found different in Shopify by a full reconciliation and overwritten.",
+            ["connection"],
+            registry=r,
+        )
+        self.reconciliation_runs = Counter(
+            p + "reconciliation_runs",
+            "Reconciliation runs by result (missed = skipped by the scheduler).",
+            ["result"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            p + "config_reloads", "SIGHUP reloads by result.", ["result"], registry=r
+        )
+        self.held_connections = Gauge(
+            p + "held_connections",
+            "Connections whose pushes are held by the safety valve.",
+            registry=r,
+        )
+        self.connection_held = Gauge(
+            p + "connection_held",
+            "1 while the safety valve holds this connection's pushes.",
+            ["connection"],
+            registry=r,
+        )
+        # Label-less families with a result label: pre-create both children so they show as 0.
+        for result in ("success", "error"):
+            self.poll_cycles.labels(result=result)
+            self.config_reloads.labels(result=result)
+            self.reconciliation_runs.labels(result=result)
+        self.reconciliation_runs.labels(result="missed")
+
+    def connection_started(self, connection: str) -> None:
+        """Create a connection's labelled children so they export 0 before any sample."""
+        self.quantities_pushed.labels(connection=connection)
+        self.stale_overwrites.labels(connection=connection)
+        self.reconciliation_drift.labels(connection=connection)
+        self.connection_held.labels(connection=connection)
