@@ -108,7 +108,9 @@ class Metrics:
             registry=r,
         )
         self.sync_enabled = Gauge(
-            p + "sync_enabled", "1 when the connection's sync_inventory is on.", ["connection"],
+            p + "sync_enabled",
+            "1 when the connection's sync_inventory is on.",
+            ["connection"],
             registry=r,
         )
         self.reconciliation_last_success = Gauge(
