@@ -6,8 +6,15 @@ does I/O: values are pushed in by the code that observes them.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import gc_collector, platform_collector, process_collector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
 
 # Katana change -> Shopify acknowledgement: seconds to tens of minutes.
 LAG_BUCKETS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 300, 600, 1800, 3600, 7200)
