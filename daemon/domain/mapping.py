@@ -1,0 +1,235 @@
+"""The mapping table (which Katana variant feeds which Shopify variants) and location resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from daemon.domain.models import KatanaVariant, Problem, ShopifyVariant
+
+
+@dataclass(frozen=True, slots=True)
+class MappingTable:
+    """One connection's mapping of Katana variants to the Shopify variants they feed."""
+
+    targets: Mapping[
+        int, tuple[ShopifyVariant, ...]
+    ]  # katana variant id -> tracked Shopify variants
+    shadowed: Mapping[int, int]  # katana variant id -> the katana variant that wins its SKU
+    unmapped_katana: frozenset[int]  # live katana variants with no (tracked) Shopify target
+    untracked: tuple[ShopifyVariant, ...]  # matched but tracked = false (skipped)
+    duplicate_skus_katana: frozenset[str]
+    duplicate_skus_shopify: frozenset[str]
+    unknown_map_entries: tuple[tuple[int, str], ...]  # variant map rows naming a missing variant
+
+    def problems(self) -> list[Problem]:
+        """One Problem per shadowed variant, untracked Shopify variant and unknown map entry."""
+        out = [
+            Problem(
+                kind="shadowed_sku",
+                subject=f"katana_variant:{loser}",
+                detail=(
+                    f"Katana variant {loser} does not sync: Katana variant {winner}, created "
+                    "more recently, has the same SKU (or the same variant map target) and "
+                    "takes precedence."
+                ),
+            )
+            for loser, winner in sorted(self.shadowed.items())
+        ]
+        out.extend(
+            Problem(
+                kind="untracked",
+                subject=variant.id,
+                detail=(
+                    f"Shopify variant {variant.id} (SKU {variant.sku!r}) is mapped to Katana "
+                    "but Shopify does not track its inventory, so it is skipped."
+                ),
+            )
+            for variant in self.untracked
+        )
+        live = self.targets.keys() | self.shadowed.keys() | self.unmapped_katana
+        out.extend(
+            Problem(
+                kind="unknown_map_entry",
+                subject=f"katana_variant:{katana_id}",
+                detail=(
+                    f"Variant map entry {katana_id} -> {shopify_id} is ignored: "
+                    + (
+                        f"Shopify variant {shopify_id} is not in the shop."
+                        if katana_id in live
+                        else f"Katana variant {katana_id} does not exist."
+                    )
+                ),
+            )
+            for katana_id, shopify_id in self.unknown_map_entries
+        )
+        return out
+
+
+def normalize_sku(sku: str | None) -> str | None:
+    """The SKU as matched: surrounding whitespace ignored, blank = no SKU."""
+    if sku is None:
+        return None
+    stripped = sku.strip()
+    return stripped or None
+
+
+def _newest(variant: KatanaVariant) -> tuple[datetime, int]:
+    # Most recently created wins; a tie on created_at goes to the higher id (created later).
+    return (variant.created_at, variant.id)
+
+
+def build_mapping(
+    katana: Iterable[KatanaVariant],
+    shopify: Iterable[ShopifyVariant],
+    variant_map: Mapping[int, str],
+) -> MappingTable:
+    """Build the mapping table from both catalogues and the explicit variant map."""
+    katana_by_id = {variant.id: variant for variant in katana}
+    shopify_by_id = {variant.id: variant for variant in shopify}
+    live = [variant for variant in katana_by_id.values() if not variant.retired]
+
+    shopify_by_sku: dict[str, list[ShopifyVariant]] = {}
+    for s_variant in shopify_by_id.values():
+        sku = normalize_sku(s_variant.sku)
+        if sku is not None:
+            shopify_by_sku.setdefault(sku, []).append(s_variant)
+
+    live_by_sku: dict[str, list[KatanaVariant]] = {}
+    for k_variant in live:
+        sku = normalize_sku(k_variant.sku)
+        if sku is not None:
+            live_by_sku.setdefault(sku, []).append(k_variant)
+
+    feeders: dict[str, list[KatanaVariant]] = {}  # Shopify variant id -> explicit Katana feeders
+    explicit: set[int] = set()  # live Katana variants whose map entry is their only mapping
+    unknown: list[tuple[int, str]] = []
+    for katana_id, shopify_id in variant_map.items():
+        entry_variant = katana_by_id.get(katana_id)
+        if entry_variant is None:
+            unknown.append((katana_id, shopify_id))
+            continue
+        if entry_variant.retired:
+            # A retired variant never syncs, so its entry neither feeds nor claims anything.
+            continue
+        explicit.add(katana_id)
+        if shopify_id not in shopify_by_id:
+            # The entry still replaces the SKU match: guessing another target could overwrite
+            # a Shopify variant the merchant deliberately pointed elsewhere.
+            unknown.append((katana_id, shopify_id))
+            continue
+        feeders.setdefault(shopify_id, []).append(entry_variant)
+
+    candidates: dict[int, list[ShopifyVariant]] = {}
+    shadowed: dict[int, int] = {}
+    for shopify_id, group in feeders.items():
+        # One Shopify variant fed by several map entries: same rule as a shared SKU.
+        winner = max(group, key=_newest)
+        candidates.setdefault(winner.id, []).append(shopify_by_id[shopify_id])
+        shadowed.update((k.id, winner.id) for k in group if k is not winner)
+
+    for sku, group in live_by_sku.items():
+        # Explicitly mapped variants take no part in SKU matching, so they shadow no one.
+        contenders = [k for k in group if k.id not in explicit]
+        if not contenders:
+            continue
+        winner = max(contenders, key=_newest)
+        shadowed.update((k.id, winner.id) for k in contenders if k is not winner)
+        # A Shopify variant named in the map is fed only by its explicit entry.
+        matches = [s for s in shopify_by_sku.get(sku, ()) if s.id not in feeders]
+        if matches:
+            candidates.setdefault(winner.id, []).extend(matches)
+
+    targets: dict[int, tuple[ShopifyVariant, ...]] = {}
+    untracked: list[ShopifyVariant] = []
+    for katana_id, matched in candidates.items():
+        tracked = tuple(s for s in matched if s.tracked)
+        untracked.extend(s for s in matched if not s.tracked)
+        if tracked:
+            targets[katana_id] = tracked
+
+    return MappingTable(
+        targets=targets,
+        shadowed=shadowed,
+        unmapped_katana=frozenset(k.id for k in live if k.id not in targets),
+        untracked=tuple(sorted(untracked, key=lambda s: s.id)),
+        duplicate_skus_katana=frozenset(sku for sku, g in live_by_sku.items() if len(g) > 1),
+        duplicate_skus_shopify=frozenset(sku for sku, g in shopify_by_sku.items() if len(g) > 1),
+        unknown_map_entries=tuple(sorted(unknown)),
+    )
+
+
+class LocationError(ValueError):
+    """A location mapping that cannot be applied (unknown Katana location, shared Shopify one)."""
+
+
+def resolve_locations(
+    mappings: Sequence[tuple[int | str, Sequence[str]]],
+    katana_locations: Mapping[int, str],
+) -> dict[int, tuple[str, ...]]:
+    """Resolve configured location pairs to {Katana location id: Shopify location gids}."""
+    ids_by_name: dict[str, list[int]] = {}
+    for location_id, name in katana_locations.items():
+        ids_by_name.setdefault(name, []).append(location_id)
+    known = (
+        ", ".join(
+            f"{name!r} (id {location_id})" for location_id, name in sorted(katana_locations.items())
+        )
+        or "(none)"
+    )
+
+    errors: list[str] = []
+    resolved: dict[int, list[str]] = {}
+    for ref, shopify_ids in mappings:
+        katana_id = _resolve_ref(ref, katana_locations, ids_by_name, known, errors)
+        if katana_id is None:
+            continue
+        # The same Katana location listed twice (by name and by id, say) is one mapping.
+        gids = resolved.setdefault(katana_id, [])
+        gids.extend(gid for gid in shopify_ids if gid not in gids)
+
+    fed_by: dict[str, int] = {}
+    for katana_id, gids in resolved.items():
+        for gid in gids:
+            other = fed_by.setdefault(gid, katana_id)
+            if other != katana_id:
+                errors.append(
+                    f"Shopify location {gid} is fed by two Katana locations, "
+                    f"{_describe(other, katana_locations)} and "
+                    f"{_describe(katana_id, katana_locations)}; map it to one only"
+                )
+    if errors:
+        raise LocationError("; ".join(errors))
+    return {katana_id: tuple(gids) for katana_id, gids in resolved.items()}
+
+
+def _resolve_ref(
+    ref: int | str,
+    katana_locations: Mapping[int, str],
+    ids_by_name: Mapping[str, list[int]],
+    known: str,
+    errors: list[str],
+) -> int | None:
+    # bool is an int subclass; `katana = true` in TOML is a mistake, not location 1.
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if ref in katana_locations:
+            return ref
+        errors.append(f"Katana location id {ref} does not exist; known locations: {known}")
+        return None
+    if isinstance(ref, str):
+        ids = ids_by_name.get(ref, [])
+        if len(ids) == 1:
+            return ids[0]
+        if ids:
+            listed = ", ".join(str(location_id) for location_id in sorted(ids))
+            errors.append(f"Katana location name {ref!r} is ambiguous (ids {listed}); use the id")
+        else:
+            errors.append(f"Katana location {ref!r} does not exist; known locations: {known}")
+        return None
+    errors.append(f"Katana location reference {ref!r} must be an id (integer) or a name (string)")
+    return None
+
+
+def _describe(location_id: int, katana_locations: Mapping[int, str]) -> str:
+    return f"{katana_locations[location_id]!r} (id {location_id})"

@@ -1,0 +1,182 @@
+"""Desired levels, the push planner, batching and the safety valve."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+
+from daemon.domain.mapping import MappingTable, normalize_sku
+from daemon.domain.models import (
+    DesiredLevel,
+    KatanaVariant,
+    LevelKey,
+    PlannedPush,
+    Problem,
+    SnapshotEntry,
+    StockRow,
+)
+from daemon.domain.quantity import (
+    QuantityPolicy,
+    QuantityTooHigh,
+    QuantityTooLow,
+    available_quantity,
+)
+
+# Shopify accepts at most 250 quantities per inventorySetQuantities call.
+MAX_BATCH_SIZE = 250
+
+_ZERO = Decimal(0)
+
+
+def desired_levels(
+    stock: Iterable[StockRow],
+    variants: Mapping[int, KatanaVariant],
+    mapping: MappingTable,
+    locations: Mapping[int, tuple[str, ...]],
+    policy: QuantityPolicy,
+    only: Collection[int] | None = None,
+) -> tuple[list[DesiredLevel], list[Problem]]:
+    """What Shopify should hold for each mapped variant, location and target, plus problems."""
+    wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
+    rows: dict[tuple[int, int], StockRow] = {}
+    for row in stock:
+        if row.variant_id in wanted and row.location_id in locations:
+            rows[(row.variant_id, row.location_id)] = row
+
+    katana_locations = sorted(locations)
+    levels: list[DesiredLevel] = []
+    problems: list[Problem] = []
+    for variant_id in sorted(wanted):
+        variant = variants.get(variant_id)
+        if variant is None or variant.retired:
+            # Retired (or, defensively, uncatalogued) variants never sync: Shopify keeps the
+            # level last pushed.
+            continue
+        sku = normalize_sku(variant.sku)
+        targets = mapping.targets[variant_id]
+        failures: list[tuple[str, str]] = []
+        for katana_location in katana_locations:
+            here = rows.get((variant_id, katana_location))
+            if here is None:
+                # Katana lists no row where a variant never had stock: that is zero stock.
+                here = StockRow(variant_id, katana_location, _ZERO, _ZERO)
+            try:
+                quantity = available_quantity(here, is_kit=variant.is_kit, policy=policy)
+            except QuantityTooHigh as exc:
+                failures.append(("quantity_too_high", f"Katana location {katana_location}: {exc}"))
+                continue
+            except QuantityTooLow as exc:
+                failures.append(("quantity_too_low", f"Katana location {katana_location}: {exc}"))
+                continue
+            except ValueError as exc:
+                failures.append(("quantity_invalid", f"Katana location {katana_location}: {exc}"))
+                continue
+            levels.extend(
+                DesiredLevel(
+                    katana_variant_id=variant_id,
+                    sku=sku,
+                    inventory_item_id=target.inventory_item_id,
+                    location_id=shopify_location,
+                    quantity=quantity,
+                )
+                for shopify_location in locations[katana_location]
+                for target in targets
+            )
+        if failures:
+            problems.append(_quantity_problem(variant_id, sku, failures))
+    return levels, problems
+
+
+def _quantity_problem(variant_id: int, sku: str | None, failures: list[tuple[str, str]]) -> Problem:
+    # One problem per variant (the store keys problems by subject); an unreadable number is
+    # the more fundamental fault, so it names the kind when locations fail differently.
+    kinds = {kind for kind, _ in failures}
+    kind = next(
+        k for k in ("quantity_invalid", "quantity_too_high", "quantity_too_low") if k in kinds
+    )
+    reasons = "; ".join(reason for _, reason in failures)
+    return Problem(
+        kind=kind,
+        subject=f"katana_variant:{variant_id}",
+        detail=f"Katana variant {variant_id} (SKU {sku!r}) is not pushed: {reasons}",
+    )
+
+
+def plan_pushes(
+    desired: Iterable[DesiredLevel],
+    snapshot: Mapping[LevelKey, SnapshotEntry],
+    *,
+    force: bool = False,
+) -> list[PlannedPush]:
+    """The pushes that make Shopify match `desired`, given what it was last told."""
+    pushes: list[PlannedPush] = []
+    for level in desired:
+        entry = snapshot.get(level.key)
+        # An in-flight pair's Shopify value is unknown: never trust it, never compare against it.
+        known = None if entry is None or entry.in_flight else entry.quantity
+        if known == level.quantity and not force:
+            continue
+        pushes.append(
+            PlannedPush(
+                katana_variant_id=level.katana_variant_id,
+                sku=level.sku,
+                inventory_item_id=level.inventory_item_id,
+                location_id=level.location_id,
+                quantity=level.quantity,
+                change_from=known,
+            )
+        )
+    return pushes
+
+
+def batches(pushes: Sequence[PlannedPush], size: int = MAX_BATCH_SIZE) -> list[list[PlannedPush]]:
+    """Split pushes, in order, into Shopify calls of at most `size` quantities each."""
+    if not 1 <= size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch size must be between 1 and {MAX_BATCH_SIZE}, got {size}")
+    # Shopify rejects a pair twice in one call, and two values for one pair in one plan would
+    # make the outcome depend on batch order: the planner never produces that, so it is a bug.
+    seen: set[LevelKey] = set()
+    for push in pushes:
+        if push.key in seen:
+            raise ValueError(
+                f"duplicate push for inventory item {push.inventory_item_id} "
+                f"at location {push.location_id}"
+            )
+        seen.add(push.key)
+    return [list(pushes[start : start + size]) for start in range(0, len(pushes), size)]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The safety valve tripped: this many mapped levels would drop to 0 at once."""
+
+    drops: int
+    mapped: int
+    fraction: float
+
+
+def safety_valve(
+    plan: Sequence[PlannedPush],
+    snapshot: Mapping[LevelKey, SnapshotEntry],
+    mapped_levels: int,
+    max_drop_fraction: float,
+    min_drop_count: int,
+) -> Hold | None:
+    """Hold the push when too many mapped levels would drop from above 0 to 0 in one cycle."""
+    if mapped_levels <= 0:
+        return None
+    drops = 0
+    for push in plan:
+        if push.quantity != 0:
+            continue
+        entry = snapshot.get(push.key)
+        # In-flight pairs count too: the last value we sent may well be what Shopify shows.
+        if entry is not None and entry.quantity is not None and entry.quantity > 0:
+            drops += 1
+    # Compare exactly against the decimal the operator wrote: 0.57 × 100 is 56.999… in floats.
+    limit = Fraction(repr(max_drop_fraction)) * mapped_levels
+    if drops > limit and drops >= min_drop_count:
+        return Hold(drops=drops, mapped=mapped_levels, fraction=drops / mapped_levels)
+    return None
