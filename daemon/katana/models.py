@@ -63,6 +63,7 @@ class BomRow:
     ingredient_variant_id: int
     quantity: Decimal
     deleted: bool = False
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class Catalogue:
     variants: dict[int, KatanaVariantRow] = field(default_factory=dict)
     items: dict[tuple[ItemKind, int], KatanaItem] = field(default_factory=dict)
     bom: dict[str, BomRow] = field(default_factory=dict)
+    # ingredient variant id -> kits assembled from it; rebuilt lazily after a merge.
+    _users: dict[int, set[int]] | None = field(default=None, repr=False, compare=False)
 
     def merge(
         self,
@@ -94,6 +97,7 @@ class Catalogue:
             self.variants[v.id] = v
         for i in items:
             self.items[(i.kind, i.id)] = i
+        self._users = None
         for b in bom:
             if b.deleted:
                 self.bom.pop(b.id, None)
@@ -129,9 +133,11 @@ class Catalogue:
 
     def kits_using(self, ingredient_ids: Iterable[int]) -> set[int]:
         """Kits whose potential depends on any of these variants, following nested kits."""
-        users: dict[int, set[int]] = {}
-        for b in self.bom.values():
-            users.setdefault(b.ingredient_variant_id, set()).add(b.product_variant_id)
+        if self._users is None:
+            self._users = {}
+            for b in self.bom.values():
+                self._users.setdefault(b.ingredient_variant_id, set()).add(b.product_variant_id)
+        users = self._users
         found: set[int] = set()
         frontier = list(ingredient_ids)
         while frontier:
