@@ -1,0 +1,790 @@
+"""The daemon's durable state, in one SQLite file.
+
+Cursors and the dirty set form an outbox (a cursor advances only in the transaction that records
+the variants it made dirty); the snapshot says what Shopify was last told; the audit log, problems,
+holds, runs and the Katana catalogue cache complete it. A crash or `kill -9` at any point loses
+nothing: every method that writes commits one transaction before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+import structlog
+
+from daemon.domain.models import LevelKey, Problem, PushResult, SnapshotEntry
+from daemon.katana.models import BomRow, Catalogue, ItemKind, KatanaItem, KatanaVariantRow
+
+log = structlog.get_logger(__name__)
+
+# PRAGMA application_id marks the file as stocksync's ("STKS"), so a foreign database is refused.
+APPLICATION_ID: Final = 0x53544B53
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_BUSY_TIMEOUT_SECONDS: Final = 10.0
+_ITEM_KINDS: Final[dict[str, ItemKind]] = {"product": "product", "material": "material"}
+
+# Each migration is applied in one transaction that also sets `PRAGMA user_version` to its
+# position (1-based). Append new migrations; never edit a released one.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (
+        """CREATE TABLE cursors (
+            source TEXT PRIMARY KEY CHECK (source <> ''),
+            at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        # A persistent counter rather than MAX(dirty.seq): once the dirty set empties, MAX would
+        # restart and a late clear_dirty holding an old seq could delete a newer mark.
+        """CREATE TABLE dirty_sequence (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_seq INTEGER NOT NULL
+        )""",
+        "INSERT INTO dirty_sequence (id, last_seq) VALUES (1, 0)",
+        """CREATE TABLE dirty (
+            connection TEXT NOT NULL,
+            variant_id INTEGER NOT NULL,
+            changed_at TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (connection, variant_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE connections (
+            name TEXT PRIMARY KEY,
+            synced_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE snapshot (
+            connection TEXT NOT NULL,
+            inventory_item_id TEXT NOT NULL,
+            location_id TEXT NOT NULL,
+            quantity INTEGER,
+            in_flight INTEGER NOT NULL CHECK (in_flight IN (0, 1)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (connection, inventory_item_id, location_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            connection TEXT NOT NULL,
+            sku TEXT,
+            katana_variant_id INTEGER NOT NULL,
+            inventory_item_id TEXT NOT NULL,
+            location_id TEXT NOT NULL,
+            from_quantity INTEGER,
+            to_quantity INTEGER NOT NULL,
+            outcome TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_by_sku ON audit (sku, id)",
+        """CREATE TABLE problems (
+            connection TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            PRIMARY KEY (connection, subject)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE holds (
+            connection TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            since TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        # AUTOINCREMENT: run ids appear in logs and audit rows, so they are never reused.
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            connection TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            ok INTEGER CHECK (ok IN (0, 1)),
+            drift INTEGER,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE catalogue_variants (
+            id INTEGER PRIMARY KEY,
+            sku TEXT,
+            product_id INTEGER,
+            material_id INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        )""",
+        """CREATE TABLE catalogue_items (
+            kind TEXT NOT NULL CHECK (kind IN ('product', 'material')),
+            id INTEGER NOT NULL,
+            is_auto_assembly INTEGER NOT NULL CHECK (is_auto_assembly IN (0, 1)),
+            archived INTEGER NOT NULL CHECK (archived IN (0, 1)),
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, id)
+        ) WITHOUT ROWID""",
+        # Quantities as decimal text: exact, never a float.
+        """CREATE TABLE catalogue_bom (
+            id TEXT PRIMARY KEY,
+            product_variant_id INTEGER NOT NULL,
+            ingredient_variant_id INTEGER NOT NULL,
+            quantity TEXT NOT NULL,
+            updated_at TEXT
+        ) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_UPSERT_DIRTY: Final = """
+    INSERT INTO dirty (connection, variant_id, changed_at, seq) VALUES (?, ?, ?, ?)
+    ON CONFLICT (connection, variant_id) DO UPDATE SET
+        changed_at = MIN(dirty.changed_at, excluded.changed_at),
+        seq = excluded.seq"""
+_SET_CURSOR: Final = """
+    INSERT INTO cursors (source, at) VALUES (?, ?)
+    ON CONFLICT (source) DO UPDATE SET at = excluded.at"""
+_MARK_IN_FLIGHT: Final = """
+    INSERT INTO snapshot (connection, inventory_item_id, location_id, quantity, in_flight,
+                          updated_at)
+    VALUES (?, ?, ?, NULL, 1, ?)
+    ON CONFLICT (connection, inventory_item_id, location_id) DO UPDATE SET
+        in_flight = 1, updated_at = excluded.updated_at"""
+_SETTLE: Final = """
+    INSERT INTO snapshot (connection, inventory_item_id, location_id, quantity, in_flight,
+                          updated_at)
+    VALUES (?, ?, ?, ?, 0, ?)
+    ON CONFLICT (connection, inventory_item_id, location_id) DO UPDATE SET
+        quantity = excluded.quantity, in_flight = 0, updated_at = excluded.updated_at"""
+_RELEASE: Final = """
+    UPDATE snapshot SET in_flight = 0, updated_at = ?
+    WHERE connection = ? AND inventory_item_id = ? AND location_id = ?"""
+_AUDIT: Final = """
+    INSERT INTO audit (at, run_id, connection, sku, katana_variant_id, inventory_item_id,
+                       location_id, from_quantity, to_quantity, outcome)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+class StateError(Exception):
+    """The state database cannot be used as is (not ours, corrupt, newer); the file is untouched."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirtyMark:
+    """Why and since when a variant waits in the outbox; `seq` orders re-marks."""
+
+    changed_at: datetime
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One pushed (item, location) and what Shopify made of it."""
+
+    at: datetime
+    run_id: str
+    connection: str
+    sku: str | None
+    katana_variant_id: int
+    inventory_item_id: str
+    location_id: str
+    from_quantity: int | None
+    to_quantity: int
+    outcome: str
+
+
+class _SharedEntries(dict[tuple[int | None, int], SnapshotEntry]):
+    """One immutable SnapshotEntry per distinct (quantity, in_flight), not one per level."""
+
+    def __missing__(self, key: tuple[int | None, int]) -> SnapshotEntry:
+        entry = self[key] = SnapshotEntry(key[0], bool(key[1]))
+        return entry
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(at: datetime) -> str:
+    # Fixed-width UTC text: exact to the microsecond, and text order is time order (MIN works).
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"naive datetime {at.isoformat()} given to the state store; use UTC")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _maybe_iso(at: datetime | None) -> str | None:
+    return None if at is None else _iso(at)
+
+
+def _maybe_from_iso(text: str | None) -> datetime | None:
+    return None if text is None else _from_iso(text)
+
+
+def _audit_entry(row: Sequence[Any]) -> AuditEntry:
+    at, run_id, connection, sku, variant, item, location, from_quantity, to_quantity, outcome = row
+    return AuditEntry(
+        at=_from_iso(at),
+        run_id=run_id,
+        connection=connection,
+        sku=sku,
+        katana_variant_id=int(variant),
+        inventory_item_id=item,
+        location_id=location,
+        from_quantity=from_quantity,
+        to_quantity=int(to_quantity),
+        outcome=outcome,
+    )
+
+
+def _variant_row(row: Sequence[Any]) -> KatanaVariantRow:
+    vid, sku, product_id, material_id, created_at, updated_at, deleted_at = row
+    return KatanaVariantRow(
+        id=vid,
+        sku=sku,
+        product_id=product_id,
+        material_id=material_id,
+        created_at=_from_iso(created_at),
+        updated_at=_from_iso(updated_at),
+        deleted_at=_maybe_from_iso(deleted_at),
+    )
+
+
+def _item(row: Sequence[Any]) -> KatanaItem:
+    kind, iid, is_auto_assembly, archived, updated_at = row
+    return KatanaItem(
+        id=iid,
+        kind=_ITEM_KINDS[kind],
+        is_auto_assembly=bool(is_auto_assembly),
+        archived=bool(archived),
+        updated_at=_from_iso(updated_at),
+    )
+
+
+def _bom_row(row: Sequence[Any]) -> BomRow:
+    bid, product_variant_id, ingredient_variant_id, quantity, updated_at = row
+    return BomRow(
+        id=bid,
+        product_variant_id=product_variant_id,
+        ingredient_variant_id=ingredient_variant_id,
+        quantity=Decimal(quantity),
+        updated_at=_maybe_from_iso(updated_at),
+    )
+
+
+def _advice(path: Path) -> str:
+    return (
+        f"restore {path} from a backup, or point daemon.state_path at a new file "
+        "(stocksync then starts with a full sync)"
+    )
+
+
+def _prepare_path(path: Path) -> None:
+    """Create the parent folder (0700) and refuse an existing file that is not SQLite."""
+    parent = path.parent
+    try:
+        parent.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StateError(f"cannot create the state folder {parent}: {exc.strerror}") from exc
+    else:
+        parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"cannot read the state database {path}: {exc.strerror}") from exc
+    # An empty file is what `touch` leaves: SQLite treats it as a new database.
+    if header and header != _SQLITE_MAGIC:
+        raise StateError(f"{path} is not an SQLite database; {_advice(path)}")
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> Any:
+    """The first column of the first row `sql` returns."""
+    rows = list(await db.execute_fetchall(sql, params))
+    return rows[0][0]
+
+
+async def _pragma_int(db: aiosqlite.Connection, name: str) -> int:
+    return int(await _scalar(db, f"PRAGMA {name}"))
+
+
+async def _check_ours(db: aiosqlite.Connection, path: Path) -> None:
+    """Refuse a corrupt file, another application's database, or a newer schema."""
+    try:
+        problems = [str(row[0]) for row in await db.execute_fetchall("PRAGMA quick_check")]
+        application_id = await _pragma_int(db, "application_id")
+        version = await _pragma_int(db, "user_version")
+        tables = int(await _scalar(db, "SELECT count(*) FROM sqlite_master"))
+    except sqlite3.OperationalError as exc:
+        # Locked, unreadable, out of memory...: the file may be fine, so no advice to replace it.
+        raise StateError(f"cannot read the state database {path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+        raise StateError(f"{path} is corrupt ({exc}); {_advice(path)}") from exc
+    if problems != ["ok"]:
+        found = "; ".join(problems[:3])
+        raise StateError(f"{path} is corrupt (integrity check: {found}); {_advice(path)}")
+    if application_id == 0 and (tables or version):
+        raise StateError(
+            f"{path} is an SQLite database that stocksync did not create (no stocksync "
+            f"application id); {_advice(path)}"
+        )
+    if application_id not in (0, APPLICATION_ID):
+        raise StateError(
+            f"{path} belongs to another application (SQLite application_id "
+            f"{application_id:#x}); {_advice(path)}"
+        )
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"{path} was written by a newer stocksync (schema version {version}; this version "
+            f"knows up to {SCHEMA_VERSION}); upgrade stocksync, or {_advice(path)}"
+        )
+
+
+async def _configure(db: aiosqlite.Connection, path: Path) -> None:
+    mode = str(await _scalar(db, "PRAGMA journal_mode = WAL"))
+    if mode.lower() != "wal":
+        raise StateError(
+            f"{path}: SQLite cannot use write-ahead logging there (journal mode {mode}); "
+            "put daemon.state_path on a local filesystem"
+        )
+    # FULL, not NORMAL: with WAL, NORMAL survives a process crash but a power loss can drop the
+    # last commits. An in-flight mark or a cursor+dirty commit that vanished after the HTTP send
+    # would let the daemon trust a stale snapshot or skip changes, so every commit is synced.
+    await db.execute("PRAGMA synchronous = FULL")
+    await db.execute("PRAGMA foreign_keys = ON")
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # After a failed BEGIN, or a COMMIT that ran although its awaiter was cancelled, there is no
+    # transaction left to roll back.
+    with suppress(sqlite3.OperationalError):
+        await db.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT; rolled back on any error or cancellation."""
+    # aiosqlite runs statements in order on one thread, so a ROLLBACK queued after a cancelled
+    # statement still runs before anything the next transaction queues.
+    try:
+        await db.execute("BEGIN IMMEDIATE")
+        yield db
+        await db.execute("COMMIT")
+    except BaseException:
+        await _rollback(db)
+        raise
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    version = await _pragma_int(db, "user_version")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        try:
+            async with _transaction(db):
+                for statement in MIGRATIONS[target - 1]:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+                await db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"cannot upgrade {path} to schema version {target} ({exc}); {_advice(path)}"
+            ) from exc
+        log.info("state_schema_migrated", path=str(path), schema_version=target)
+
+
+class StateStore:
+    """stocksync's state on one aiosqlite connection; safe to call from several tasks."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._path = path
+        self._clock = clock
+        # One connection is shared by every task: the lock keeps one task's BEGIN ... COMMIT from
+        # interleaving with another's statements, and readers from seeing half a transaction.
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"StateStore({str(self._path)!r})"
+
+    @classmethod
+    async def open(cls, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> StateStore:
+        """Open (creating or upgrading) the state database at `path`; StateError if unusable."""
+        await asyncio.to_thread(_prepare_path, path)
+        try:
+            db = await aiosqlite.connect(path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        try:
+            await _check_ours(db, path)
+            await _configure(db, path)
+            await _migrate(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, clock)
+
+    async def close(self) -> None:
+        """Close the database after any running transaction; idempotent."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with suppress(sqlite3.Error):
+                await self._db.execute("PRAGMA optimize")
+            await self._db.close()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock, _transaction(self._db) as db:
+            yield db
+
+    async def _fetch(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        async with self._lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
+    # -- delta cursors and the outbox --------------------------------------------------------
+
+    async def cursors(self) -> dict[str, datetime]:
+        """The delta cursor of every Katana source polled so far."""
+        rows = await self._fetch("SELECT source, at FROM cursors")
+        return {str(source): _from_iso(at) for source, at in rows}
+
+    async def record_changes(
+        self,
+        dirty: Mapping[int, datetime],
+        cursors: Mapping[str, datetime],
+        connections: Sequence[str],
+    ) -> None:
+        """Mark variants dirty for every connection and advance cursors, in one transaction."""
+        if isinstance(connections, str):
+            raise TypeError("connections must be a sequence of names, not one string")
+        changed = [(int(variant), _iso(at)) for variant, at in dirty.items()]
+        marks = [(name, variant, at) for name in connections for variant, at in changed]
+        cursor_rows = [(source, _iso(at)) for source, at in cursors.items()]
+        if not marks and not cursor_rows:
+            return
+        async with self._write() as db:
+            if marks:
+                last = int(await _scalar(db, "SELECT last_seq FROM dirty_sequence WHERE id = 1"))
+                await db.executemany(
+                    _UPSERT_DIRTY,
+                    [(name, v, at, last + n) for n, (name, v, at) in enumerate(marks, start=1)],
+                )
+                await db.execute(
+                    "UPDATE dirty_sequence SET last_seq = ? WHERE id = 1", (last + len(marks),)
+                )
+            await db.executemany(_SET_CURSOR, cursor_rows)
+
+    async def dirty(self, connection: str) -> dict[int, DirtyMark]:
+        """Variants waiting to be pushed to `connection`."""
+        rows = await self._fetch(
+            "SELECT variant_id, changed_at, seq FROM dirty WHERE connection = ?", (connection,)
+        )
+        return {int(v): DirtyMark(_from_iso(at), int(seq)) for v, at, seq in rows}
+
+    async def clear_dirty(self, connection: str, marks: Mapping[int, int]) -> None:
+        """Remove variants pushed as of `marks` ({variant: seq}); later re-marks stay dirty."""
+        if not marks:
+            return
+        async with self._write() as db:
+            await db.executemany(
+                "DELETE FROM dirty WHERE connection = ? AND variant_id = ? AND seq <= ?",
+                [(connection, variant, seq) for variant, seq in marks.items()],
+            )
+
+    async def dirty_count(self) -> int:
+        """Distinct variants dirty in any connection."""
+        rows = await self._fetch("SELECT count(DISTINCT variant_id) FROM dirty")
+        return int(rows[0][0])
+
+    async def connection_synced(self, connection: str) -> datetime | None:
+        """When `connection` last completed a full sync; None = it needs one."""
+        rows = await self._fetch("SELECT synced_at FROM connections WHERE name = ?", (connection,))
+        return _from_iso(rows[0][0]) if rows else None
+
+    async def set_connection_synced(self, connection: str, at: datetime | None) -> None:
+        """Record a full sync of `connection` at `at`, or None to require a new one."""
+        synced_at = _maybe_iso(at)
+        async with self._write() as db:
+            if synced_at is None:
+                await db.execute("DELETE FROM connections WHERE name = ?", (connection,))
+            else:
+                await db.execute(
+                    "INSERT INTO connections (name, synced_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET synced_at = excluded.synced_at",
+                    (connection, synced_at),
+                )
+
+    # -- snapshot of what Shopify was last told ----------------------------------------------
+
+    async def snapshot(self, connection: str) -> dict[LevelKey, SnapshotEntry]:
+        """Every (inventory item, location) level stocksync last set on `connection`."""
+        rows = await self._fetch(
+            "SELECT inventory_item_id, location_id, quantity, in_flight FROM snapshot "
+            "WHERE connection = ?",
+            (connection,),
+        )
+        entries = _SharedEntries()
+        return {
+            (item, location): entries[quantity, in_flight]
+            for item, location, quantity, in_flight in rows
+        }
+
+    async def mark_in_flight(self, connection: str, keys: Iterable[LevelKey]) -> None:
+        """Mark levels about to be sent as unknown; committed before this returns."""
+        now = _iso(self._clock())
+        rows = [(connection, item, location, now) for item, location in keys]
+        if not rows:
+            return
+        async with self._write() as db:
+            await db.executemany(_MARK_IN_FLIGHT, rows)
+
+    async def record_pushed(
+        self, connection: str, run_id: str, results: Sequence[PushResult]
+    ) -> None:
+        """Settle the snapshot and write the audit log for Shopify's answers, in one transaction."""
+        now = _iso(self._clock())
+        settle: list[tuple[str, str, str, int | None, str]] = []
+        release: list[tuple[str, str, str, str]] = []
+        audit: list[tuple[object, ...]] = []
+        for result in results:
+            push = result.push
+            item, location = push.inventory_item_id, push.location_id
+            if result.status == "applied":
+                settle.append((connection, item, location, push.quantity, now))
+                outcome = "applied"
+            elif result.status == "stale":
+                # Shopify holds `current`, not what we sent; the engine overwrites it next.
+                settle.append((connection, item, location, result.current, now))
+                outcome = "stale"
+            elif result.status == "rejected":
+                # Shopify changed nothing: the last known quantity is still right.
+                release.append((now, connection, item, location))
+                outcome = result.code or "rejected"
+            else:
+                raise ValueError(f"unknown push status {result.status!r}")
+            audit.append(
+                (
+                    now,
+                    run_id,
+                    connection,
+                    push.sku,
+                    push.katana_variant_id,
+                    item,
+                    location,
+                    push.change_from,
+                    push.quantity,
+                    outcome,
+                )
+            )
+        if not audit:
+            return
+        async with self._write() as db:
+            await db.executemany(_SETTLE, settle)
+            await db.executemany(_RELEASE, release)
+            await db.executemany(_AUDIT, audit)
+
+    async def history(self, sku: str, limit: int = 100) -> list[AuditEntry]:
+        """The latest pushes of `sku`, newest first."""
+        rows = await self._fetch(
+            "SELECT at, run_id, connection, sku, katana_variant_id, inventory_item_id, "
+            "location_id, from_quantity, to_quantity, outcome FROM audit "
+            "WHERE sku = ? ORDER BY id DESC LIMIT ?",
+            (sku, limit),
+        )
+        return [_audit_entry(row) for row in rows]
+
+    # -- per-item problems, reported once ----------------------------------------------------
+
+    async def note_problem(self, connection: str, subject: str, kind: str, detail: str) -> bool:
+        """Record a problem; True if it is new or its kind/detail changed (log it), else False."""
+        fresh = await self.note_problems(connection, [Problem(kind, subject, detail)])
+        return bool(fresh)
+
+    async def note_problems(self, connection: str, problems: Iterable[Problem]) -> list[Problem]:
+        """Record many problems in one transaction; return those new or changed (to log)."""
+        latest = {p.subject: p for p in problems}  # one situation per subject: the last wins
+        if not latest:
+            return []
+        now = _iso(self._clock())
+        async with self._write() as db:
+            known = {
+                subject: (kind, detail)
+                for subject, kind, detail in await db.execute_fetchall(
+                    "SELECT subject, kind, detail FROM problems WHERE connection = ?",
+                    (connection,),
+                )
+            }
+            fresh = [p for p in latest.values() if known.get(p.subject) != (p.kind, p.detail)]
+            fresh_subjects = {p.subject for p in fresh}
+            seen = [(now, connection, s) for s in latest if s not in fresh_subjects]
+            await db.executemany(
+                "INSERT INTO problems (connection, subject, kind, detail, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (connection, subject) DO UPDATE SET "
+                "kind = excluded.kind, detail = excluded.detail, "
+                "first_seen = excluded.first_seen, last_seen = excluded.last_seen",
+                [(connection, p.subject, p.kind, p.detail, now, now) for p in fresh],
+            )
+            await db.executemany(
+                "UPDATE problems SET last_seen = ? WHERE connection = ? AND subject = ?", seen
+            )
+        return fresh
+
+    async def problems(self, connection: str) -> dict[str, Problem]:
+        """The problems currently recorded for `connection`, by subject."""
+        rows = await self._fetch(
+            "SELECT subject, kind, detail FROM problems WHERE connection = ?", (connection,)
+        )
+        return {subject: Problem(kind, subject, detail) for subject, kind, detail in rows}
+
+    async def clear_problem(self, connection: str, subject: str) -> None:
+        """Forget a resolved problem, so that a recurrence is reported again."""
+        async with self._write() as db:
+            await db.execute(
+                "DELETE FROM problems WHERE connection = ? AND subject = ?", (connection, subject)
+            )
+
+    # -- safety-valve holds ------------------------------------------------------------------
+
+    async def hold(self, connection: str, reason: str) -> None:
+        """Hold pushes to `connection` until released (keeps the first hold's time)."""
+        async with self._write() as db:
+            await db.execute(
+                "INSERT INTO holds (connection, reason, since) VALUES (?, ?, ?) "
+                "ON CONFLICT (connection) DO UPDATE SET reason = excluded.reason",
+                (connection, reason, _iso(self._clock())),
+            )
+
+    async def release_hold(self, connection: str) -> bool:
+        """Release the hold on `connection`; False if it was not held."""
+        async with self._write() as db:
+            cursor = await db.execute("DELETE FROM holds WHERE connection = ?", (connection,))
+            released = cursor.rowcount > 0
+            await cursor.close()
+        return released
+
+    async def holds(self) -> dict[str, str]:
+        """Held connections and why."""
+        rows = await self._fetch("SELECT connection, reason FROM holds")
+        return {str(connection): str(reason) for connection, reason in rows}
+
+    # -- reconciliation runs -----------------------------------------------------------------
+
+    async def start_run(self, kind: str, connection: str | None) -> int:
+        """Record the start of a run; returns its id."""
+        async with self._write() as db:
+            cursor = await db.execute(
+                "INSERT INTO runs (kind, connection, started_at) VALUES (?, ?, ?)",
+                (kind, connection, _iso(self._clock())),
+            )
+            run_id = cursor.lastrowid
+            await cursor.close()
+        if run_id is None:  # pragma: no cover - SQLite always reports the inserted rowid
+            raise RuntimeError("SQLite did not report the new run id")
+        return run_id
+
+    async def finish_run(self, run_id: int, *, ok: bool, drift: int, detail: str = "") -> None:
+        """Record how run `run_id` ended."""
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE runs SET finished_at = ?, ok = ?, drift = ?, detail = ? WHERE id = ?",
+                (_iso(self._clock()), int(ok), drift, detail, run_id),
+            )
+            found = cursor.rowcount > 0
+            await cursor.close()
+        if not found:
+            raise ValueError(f"no run {run_id} in {self._path}")
+
+    async def last_successful_run(self, kind: str) -> datetime | None:
+        """When the latest successful run of `kind` finished; None if there was none."""
+        rows = await self._fetch(
+            "SELECT max(finished_at) FROM runs WHERE kind = ? AND ok = 1", (kind,)
+        )
+        return _maybe_from_iso(rows[0][0])
+
+    # -- Katana catalogue cache --------------------------------------------------------------
+
+    async def save_catalogue(
+        self,
+        variants: Iterable[KatanaVariantRow],
+        items: Iterable[KatanaItem],
+        bom: Iterable[BomRow],
+    ) -> None:
+        """Upsert catalogue rows read from Katana; deleted BOM rows are removed."""
+        variant_rows = [
+            (
+                v.id,
+                v.sku,
+                v.product_id,
+                v.material_id,
+                _iso(v.created_at),
+                _iso(v.updated_at),
+                _maybe_iso(v.deleted_at),
+            )
+            for v in variants
+        ]
+        item_rows = [
+            (i.kind, i.id, int(i.is_auto_assembly), int(i.archived), _iso(i.updated_at))
+            for i in items
+        ]
+        final_bom = {b.id: b for b in bom}  # rows arrive in order: the last one for an id wins
+        bom_rows = [
+            (
+                b.id,
+                b.product_variant_id,
+                b.ingredient_variant_id,
+                str(b.quantity),
+                _maybe_iso(b.updated_at),
+            )
+            for b in final_bom.values()
+            if not b.deleted
+        ]
+        bom_deleted = [(b.id,) for b in final_bom.values() if b.deleted]
+        if not (variant_rows or item_rows or final_bom):
+            return
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO catalogue_variants (id, sku, product_id, material_id, "
+                "created_at, updated_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                variant_rows,
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO catalogue_items (kind, id, is_auto_assembly, archived, "
+                "updated_at) VALUES (?, ?, ?, ?, ?)",
+                item_rows,
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO catalogue_bom (id, product_variant_id, "
+                "ingredient_variant_id, quantity, updated_at) VALUES (?, ?, ?, ?, ?)",
+                bom_rows,
+            )
+            await db.executemany("DELETE FROM catalogue_bom WHERE id = ?", bom_deleted)
+
+    async def catalogue(self) -> Catalogue:
+        """The cached Katana catalogue."""
+        async with self._lock:
+            variant_rows = await self._db.execute_fetchall(
+                "SELECT id, sku, product_id, material_id, created_at, updated_at, deleted_at "
+                "FROM catalogue_variants"
+            )
+            item_rows = await self._db.execute_fetchall(
+                "SELECT kind, id, is_auto_assembly, archived, updated_at FROM catalogue_items"
+            )
+            bom_rows = await self._db.execute_fetchall(
+                "SELECT id, product_variant_id, ingredient_variant_id, quantity, updated_at "
+                "FROM catalogue_bom"
+            )
+        variants = [_variant_row(row) for row in variant_rows]
+        items = [_item(row) for row in item_rows]
+        bom = [_bom_row(row) for row in bom_rows]
+        return Catalogue(
+            variants={v.id: v for v in variants},
+            items={(i.kind, i.id): i for i in items},
+            bom={b.id: b for b in bom},
+        )
