@@ -1,0 +1,88 @@
+"""The GraphQL documents stocksync sends to Shopify, and what each is expected to cost.
+
+Costs follow Shopify's published calculation (an object costs 1, a scalar 0, a connection 2 plus
+`first` times its node's cost, a mutation about 10). They are what the pacer reserves before a
+send; Shopify's answer then says the true figure, so a small error here only costs a wait.
+"""
+
+from __future__ import annotations
+
+# Shopify's ceiling on a single query's requested cost (larger ones fail with MAX_COST_EXCEEDED).
+MAX_QUERY_COST = 1000
+# Level reads are chunked to stay this far under the ceiling, in case Shopify counts a field
+# slightly differently from the estimate below.
+LEVELS_COST_BUDGET = 900
+# Shopify's page size ceiling, and the most ids `nodes(ids:)` accepts.
+PAGE_SIZE = 250
+
+LOCATIONS = """
+query Locations($after: String) {
+  locations(first: 250, after: $after) {
+    nodes { id name isActive }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+# connection 2 + 250 locations + pageInfo
+LOCATIONS_COST = 2 + PAGE_SIZE * 1 + 1
+
+VARIANTS = """
+query Variants($after: String) {
+  productVariants(first: 250, after: $after) {
+    nodes { id sku inventoryItem { id tracked } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+# connection 2 + 250 x (variant + inventory item) + pageInfo
+VARIANTS_COST = 2 + PAGE_SIZE * 2 + 1
+
+AVAILABLE_LEVELS = """
+query AvailableLevels($ids: [ID!]!, $first: Int!, $after: String) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      id
+      inventoryLevels(first: $first, after: $after) {
+        nodes {
+          location { id }
+          quantities(names: ["available"]) { name quantity }
+        }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+
+
+def available_levels_cost(items: int, levels_per_item: int) -> int:
+    """Requested cost of AVAILABLE_LEVELS for `items` ids and `first: levels_per_item`."""
+    # per level: the level, its location, its quantities; per item: the item, the connection
+    # (2) and its pageInfo.
+    return items * (1 + 2 + levels_per_item * 3 + 1)
+
+
+SET_QUANTITIES = """
+mutation Set($input: InventorySetQuantitiesInput!, $key: String!) {
+  inventorySetQuantities(input: $input) @idempotent(key: $key) {
+    inventoryAdjustmentGroup {
+      id
+      changes(quantityNames: ["available"]) { name delta quantityAfterChange }
+    }
+    userErrors { code field message }
+  }
+}
+"""
+SET_QUANTITIES_COST = 10
+
+ACTIVATE = """
+mutation Activate($inventoryItemId: ID!, $locationId: ID!, $available: Int, $key: String!) {
+  inventoryActivate(
+    inventoryItemId: $inventoryItemId, locationId: $locationId, available: $available
+  ) @idempotent(key: $key) {
+    inventoryLevel { id }
+    userErrors { field message }
+  }
+}
+"""
+ACTIVATE_COST = 10
