@@ -1,0 +1,480 @@
+"""Katana REST client: the only code that speaks HTTP to Katana.
+
+Every request waits on the process-wide `RateLimiter`, carries an explicit timeout, and is
+retried only where retrying can help: 429 after the server's hint, 5xx / connection errors /
+timeouts with bounded exponential backoff. Lists are read page by page (250 rows) and every row
+is parsed into a typed model; a malformed row is reported and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+
+from daemon import __version__
+from daemon.domain.models import StockRow
+from daemon.katana.models import (
+    DELTA_SOURCES,
+    BomRow,
+    Change,
+    KatanaItem,
+    KatanaLocation,
+    KatanaVariantRow,
+)
+from daemon.katana.parse import (
+    MalformedRow,
+    format_timestamp,
+    parse_bom_row,
+    parse_changes,
+    parse_item,
+    parse_location,
+    parse_stock_row,
+    parse_variant,
+)
+from daemon.katana.ratelimit import MAX_PAUSE_SECONDS, RateLimiter, Sleep
+from daemon.metrics import Metrics
+from daemon.secrets import Secret
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Params = list[tuple[str, str]]
+
+API = "katana"
+PAGE_LIMIT = 250  # Katana's maximum; larger values are silently cut to it
+# A guard against a server that never says "last page": 25 million rows is far past any account.
+MAX_PAGES = 100_000
+# Variant ids per /inventory request: keeps URLs short (~1 kB) whatever the id width.
+INVENTORY_BATCH_SIZE = 100
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 30.0
+# A 429 without Retry-After or a reset header: one full Katana window.
+DEFAULT_THROTTLE_SECONDS = 60.0
+# Distinct malformed rows remembered so each is logged once; cleared when full.
+_REPORTED_LIMIT = 10_000
+
+
+class KatanaError(Exception):
+    """Katana answered with an error (or something unusable)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        name: str | None = None,
+        code: str | None = None,
+        details: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.name = name
+        self.code = code
+        self.details = details
+
+
+class KatanaAuthError(KatanaError):
+    """Katana rejected the API key (401/403). Never retried: only the operator can fix it."""
+
+
+class KatanaUnavailable(KatanaError):
+    """Katana could not be reached or kept failing after bounded retries."""
+
+
+class _RetryableResponse(Exception):
+    """A 2xx whose body could not be read (proxy page, truncated body): worth a retry."""
+
+
+class KatanaClient:
+    """Typed reads of the Katana resources stocksync needs."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: Secret,
+        limiter: RateLimiter,
+        *,
+        metrics: Metrics | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._limiter = limiter
+        self._metrics = metrics
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+        self._reported: set[tuple[str, str, str]] = set()
+
+    # --- typed reads ---------------------------------------------------------------------------
+
+    async def locations(self) -> list[KatanaLocation]:
+        """Every Katana location."""
+        return await self._read("locations", "/locations", [], parse_location)
+
+    async def variants(self, updated_since: datetime | None = None) -> list[KatanaVariantRow]:
+        """Variants updated since (all when None), deleted and archived ones included."""
+        # Deleted/archived variants must be seen to stop syncing them.
+        params = [("include_deleted", "true"), ("include_archived", "true")]
+        params += _since("updated_at_min", updated_since)
+        return await self._read("variants", "/variants", params, parse_variant)
+
+    async def items(self, updated_since: datetime | None = None) -> list[KatanaItem]:
+        """Products and materials updated since (all when None), archived ones included."""
+        # Archiving a product retires its variants: the archived ones must be listed.
+        params = [("include_deleted", "true"), ("include_archived", "true")]
+        params += _since("updated_at_min", updated_since)
+        products = await self._read(
+            "products", "/products", params, lambda raw: parse_item(raw, "product")
+        )
+        materials = await self._read(
+            "materials", "/materials", params, lambda raw: parse_item(raw, "material")
+        )
+        return products + materials
+
+    async def bom_rows(self, updated_since: datetime | None = None) -> list[BomRow]:
+        """Kit ingredient rows updated since (all when None)."""
+        params = _since("updated_at_min", updated_since)
+        return await self._read("bom_rows", "/bom_rows", params, parse_bom_row)
+
+    async def inventory(self, variant_ids: Collection[int] | None = None) -> list[StockRow]:
+        """Current stock rows of these variants at every location (everything when None)."""
+        if variant_ids is None:
+            return await self._read("inventory", "/inventory", [], parse_stock_row)
+        wanted = sorted(set(variant_ids))
+        rows: list[StockRow] = []
+        for start in range(0, len(wanted), INVENTORY_BATCH_SIZE):
+            batch = wanted[start : start + INVENTORY_BATCH_SIZE]
+            # Katana's `variant_id` is an array parameter: one repeated key per id.
+            params = [("variant_id", str(v)) for v in batch]
+            asked = set(batch)
+            # A filter Katana does not apply returns everything; keep only what was asked.
+            rows.extend(
+                row
+                for row in await self._read("inventory", "/inventory", params, parse_stock_row)
+                if row.variant_id in asked
+            )
+        return rows
+
+    async def changes(self, source: str, since: datetime) -> list[Change]:
+        """Variants touched by one delta source since `since`: one Change per variant per row."""
+        if source not in DELTA_SOURCES:
+            raise ValueError(f"unknown Katana delta source {source!r}")
+        if source == "inventory_movements":
+            params = _since("created_at_min", since)
+        else:
+            # Deleting an order (or transfer, adjustment, recipe row) releases its commitment
+            # without any movement: deleted rows must be listed. Unsupported filters are
+            # ignored by Katana, so asking everywhere is harmless.
+            params = [*_since("updated_at_min", since), ("include_deleted", "true")]
+        changes: list[Change] = []
+        async for raw in self._rows(f"/{source}", params):
+            try:
+                found, bad_lines = parse_changes(source, raw)
+            except MalformedRow as exc:
+                self._malformed(source, exc)
+                continue
+            for bad in bad_lines:
+                self._malformed(source, bad)
+            changes.extend(found)
+        return changes
+
+    # --- pagination and parsing ----------------------------------------------------------------
+
+    async def _read(
+        self, resource: str, path: str, params: Params, parse: Callable[[object], T]
+    ) -> list[T]:
+        parsed: list[T] = []
+        async for raw in self._rows(path, params):
+            try:
+                parsed.append(parse(raw))
+            except MalformedRow as exc:
+                self._malformed(resource, exc)
+        return parsed
+
+    async def _rows(self, path: str, params: Params) -> AsyncIterator[object]:
+        previous: list[object] | None = None
+        for number in range(1, MAX_PAGES + 1):
+            query = [*params, ("limit", str(PAGE_LIMIT)), ("page", str(number))]
+            rows, headers = await self._get(path, query)
+            if rows and rows == previous:
+                # The server ignored `page`: reading on would loop forever.
+                log.warning("katana_page_repeated", path=path, page=number)
+                return
+            for row in rows:
+                yield row
+            if _is_last_page(number, rows, headers.get("X-Pagination")):
+                return
+            previous = rows
+        raise KatanaError(f"Katana GET {path} did not end after {MAX_PAGES} pages")
+
+    def _malformed(self, resource: str, exc: MalformedRow) -> None:
+        if self._metrics is not None:
+            self._metrics.malformed_rows.labels(api=API, resource=resource).inc()
+        # Delta polls overlap and re-read the same rows: log each bad row once, count every skip.
+        key = (resource, repr(exc.row_id), exc.reason)
+        if key in self._reported:
+            return
+        if len(self._reported) >= _REPORTED_LIMIT:
+            self._reported.clear()
+        self._reported.add(key)
+        log.warning("katana_row_malformed", resource=resource, row_id=exc.row_id, reason=exc.reason)
+
+    # --- one request, with limits and retries --------------------------------------------------
+
+    async def _get(self, path: str, params: Params) -> tuple[list[object], Mapping[str, str]]:
+        failures = 0
+        throttles = 0
+        while True:
+            await self._limiter.acquire()
+            try:
+                status, headers, body = await self._send(path, params)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures += 1
+                reason = "timed out" if isinstance(exc, TimeoutError) else _describe(exc)
+                await self._backoff(path, failures, reason, retry_after=None)
+                continue
+            self._limiter.observe(headers)
+            if status == 429:
+                throttles += 1
+                await self._throttled(path, throttles, headers)
+                continue
+            if status >= 500:
+                failures += 1
+                await self._backoff(path, failures, f"HTTP {status}", _retry_after(headers))
+                continue
+            if status in (401, 403):
+                raise _auth_error(path, status, body)
+            if not 200 <= status < 300:
+                raise _error(path, status, body)
+            try:
+                return _data(path, status, body), headers
+            except _RetryableResponse as exc:
+                failures += 1
+                await self._backoff(path, failures, str(exc), retry_after=None)
+
+    async def _send(self, path: str, params: Params) -> tuple[int, Mapping[str, str], bytes]:
+        headers = {
+            "Authorization": f"Bearer {self._api_key.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": f"stocksync/{__version__}",
+        }
+        started = time.perf_counter()
+        try:
+            async with self._session.get(
+                self._base_url + path,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                # A redirect could carry the bearer key to another host.
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            self._record("error", started)
+            raise
+        self._record(str(response.status), started)
+        return response.status, response.headers, body
+
+    def _record(self, status: str, started: float) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.api_requests.labels(api=API, status=status).inc()
+        self._metrics.api_request_duration.labels(api=API).observe(time.perf_counter() - started)
+
+    async def _throttled(self, path: str, throttles: int, headers: Mapping[str, str]) -> None:
+        if self._metrics is not None:
+            self._metrics.api_throttled.labels(api=API).inc()
+        if throttles >= self._max_attempts:
+            raise KatanaUnavailable(
+                f"Katana GET {path} still throttled (HTTP 429) after {throttles} attempts",
+                status=429,
+            )
+        wait = _retry_after(headers)
+        if wait is None:
+            wait = self._limiter.seconds_until_reset(headers)
+        if wait is None:
+            wait = DEFAULT_THROTTLE_SECONDS
+        log.warning("katana_throttled", path=path, wait_seconds=wait, attempt=throttles)
+        # The budget is per account: every caller in the process holds, not just this one.
+        self._limiter.pause(wait)
+
+    async def _backoff(
+        self, path: str, failures: int, reason: str, retry_after: float | None
+    ) -> None:
+        if failures >= self._max_attempts:
+            raise KatanaUnavailable(
+                f"Katana GET {path} failed {failures} times; last: {reason}",
+            )
+        if retry_after is not None:
+            delay = min(retry_after, MAX_PAUSE_SECONDS)
+        else:
+            # Full jitter: concurrent callers recovering from one outage do not retry in step.
+            ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
+            delay = random.uniform(0.0, ceiling)
+        log.warning(
+            "katana_request_retry",
+            path=path,
+            attempt=failures,
+            reason=reason,
+            delay_seconds=round(delay, 3),
+        )
+        await self._sleep(delay)
+
+
+# --- response reading ---------------------------------------------------------------------------
+
+
+def _since(name: str, at: datetime | None) -> Params:
+    return [] if at is None else [(name, format_timestamp(at))]
+
+
+def _data(path: str, status: int, body: bytes) -> list[object]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise _RetryableResponse(f"HTTP {status} body is not JSON: {_snippet(body)}") from None
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        rows: list[object] = payload["data"]
+        return rows
+    raise KatanaError(
+        f'Katana GET {path} returned HTTP {status} without a "data" list: {_snippet(body)}',
+        status=status,
+    )
+
+
+def _is_last_page(number: int, rows: list[object], header: str | None) -> bool:
+    if not rows:
+        return True
+    info = _pagination(header)
+    if info is not None:
+        last = _last_page(info.get("last_page"))
+        if last is True:
+            return True
+        if isinstance(last, int) and not isinstance(last, bool):
+            return number >= last
+        total = _whole_number(info.get("total_pages"))
+        if total is not None:
+            return number >= total
+        if last is False:
+            return False
+    # No usable header: only a short page proves there is nothing after it.
+    return len(rows) < PAGE_LIMIT
+
+
+def _pagination(header: str | None) -> dict[str, Any] | None:
+    if header is None:
+        return None
+    try:
+        info = json.loads(header)
+    except ValueError:
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _last_page(value: object) -> bool | int | None:
+    """`last_page` is a flag ("true"/"false") in Katana's docs; a page number is accepted too."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    number = _whole_number(value)
+    return number if number is not None and number >= 1 else None
+
+
+def _whole_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    # Katana sends seconds; an HTTP-date or garbage falls through to the next hint.
+    raw = headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _error_body(body: bytes) -> dict[str, Any] | None:
+    """Katana's error object, flat or wrapped in {"error": {...}}; None if not JSON."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    inner = payload.get("error")
+    return inner if isinstance(inner, dict) else payload
+
+
+def _error(path: str, status: int, body: bytes) -> KatanaError:
+    info = _error_body(body)
+    if info is None:
+        return KatanaError(
+            f"Katana GET {path} failed with HTTP {status}: {_snippet(body)}", status=status
+        )
+    name, message, code = (_text(info.get(k)) for k in ("name", "message", "code"))
+    details = info.get("details")
+    text = f"Katana GET {path} failed with HTTP {status}"
+    if name:
+        text += f" {name}"
+    if message:
+        text += f": {message}"
+    if code:
+        text += f" [{code}]"
+    if details:
+        text += f" details={_snippet(json.dumps(details).encode(), 300)}"
+    return KatanaError(text, status=status, name=name, code=code, details=details)
+
+
+def _auth_error(path: str, status: int, body: bytes) -> KatanaAuthError:
+    info = _error_body(body) or {}
+    said = _text(info.get("message")) or _text(info.get("name"))
+    return KatanaAuthError(
+        f"Katana rejected the API key (HTTP {status}{': ' + said if said else ''}) on GET {path}; "
+        "check [katana] api_key_env / api_key_file",
+        status=status,
+        name=_text(info.get("name")),
+        code=_text(info.get("code")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", errors="replace").strip()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
