@@ -281,11 +281,44 @@ class ShopifyClient:
             if CONCURRENT_REQUEST_CODE in codes:
                 await self._sleep(CONCURRENT_REQUEST_WAIT)
                 continue
+            unplaced_stale = [
+                e
+                for e in errors
+                if e.code in STALE_CODES and _element_index(e.field, len(batch)) is None
+            ]
+            if unplaced_stale:
+                errors = [e for e in errors if e not in unplaced_stale]
+                errors += await self._locate_stale(batch, unplaced_stale[0])
             return _by_element(errors, len(batch))
         raise ShopifyUnavailable(
             f"inventorySetQuantities kept failing on its idempotency key "
             f"after {self._max_attempts} attempts"
         )
+
+    async def _locate_stale(
+        self, batch: Sequence[PlannedPush], error: _UserError
+    ) -> list[_UserError]:
+        """Pin a stale answer that names no element (`field: null`) on the elements it concerns.
+
+        Shopify's docs say `field` points at the failing element, but some stores answer a stale
+        compare with `field: null`. The call failed as a whole, so re-read every compared pair:
+        those whose level is not the expected one are the stale ones. If none differs any more
+        (it changed back meanwhile), every compared element is treated as stale and re-read
+        again by the caller, which never mistakes it for applied.
+        """
+        compared = [(i, p) for i, p in enumerate(batch) if p.change_from is not None]
+        if not compared:
+            raise ShopifyError(f"inventorySetQuantities failed: {error.describe()}")
+        current = await self.available_levels(
+            {p.inventory_item_id for _, p in compared}, {p.location_id for _, p in compared}
+        )
+        differing = [(i, p) for i, p in compared if current.get(p.key) != p.change_from]
+        return [
+            _UserError(
+                code=error.code, field=("input", "quantities", str(i)), message=error.message
+            )
+            for i, _ in (differing or compared)
+        ]
 
     async def _resolve_stale(
         self, pushes: Sequence[PlannedPush], stale: Sequence[tuple[int, str]]

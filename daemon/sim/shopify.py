@@ -15,8 +15,9 @@ live 2026-04/2026-07 stores published by other integrators):
   ``changeFromQuantity`` fails the call with a top-level ``INVALID_FIELD_ARGUMENTS`` error
   (``data.inventorySetQuantities`` null), which is how live stores answer; explicit null is fine.
 - Any userError fails the whole ``inventorySetQuantities`` call: nothing in it is applied.
-- ``CHANGE_FROM_QUANTITY_STALE`` carries ``field: null``, as live stores return it, so a client
-  cannot tell which element was stale without re-reading.
+- ``CHANGE_FROM_QUANTITY_STALE`` carries the element's field path, as Shopify's reference says.
+  Some live stores have been reported to answer it with ``field: null`` instead;
+  ``faults.stale_without_field`` reproduces that (the client must then re-read to find it).
 - ``quantityAfterChange`` is null in mutation responses, as live stores return it.
 - Search (``query: "sku:ABC"``) matches SKUs case-insensitively; callers must re-check case.
 - Repeating a key with the same arguments within 24 h replays the first answer (or reports
@@ -178,6 +179,8 @@ class ShopifyFaults:
         self.outage = False
         # Live stores have been seen to re-execute a retried key instead of replaying it.
         self.reexecute_idempotent_retries = False
+        # Answer CHANGE_FROM_QUANTITY_STALE with `field: null`, as some live stores reportedly do.
+        self.stale_without_field = False
         self._throttle = 0
         self._http429 = 0
         self._failures: collections.deque[int] = collections.deque()
@@ -1732,10 +1735,11 @@ class ShopifySim:
             expected = element.get("changeFromQuantity")
             if expected is None or expected == current:
                 return None
-            # Live stores answer this one without a field path.
             return _user_error(
                 "CHANGE_FROM_QUANTITY_STALE",
-                None,
+                None
+                if self.faults.stale_without_field
+                else ["input", "quantities", str(index), "changeFromQuantity"],
                 "The changeFromQuantity argument no longer matches the persisted quantity.",
             )
         if strict or ignore_compare:

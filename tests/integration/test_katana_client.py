@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -40,6 +39,7 @@ from daemon.katana.models import (
 from daemon.katana.ratelimit import RateLimiter
 from daemon.metrics import Metrics
 from daemon.secrets import Secret
+from tests.aioresponses_compat import CompatResponse
 
 BASE = "https://katana.test/v1"
 KEY = "kat-live-7f3a9c0e55d14b2a"
@@ -76,15 +76,6 @@ class Seen:
     headers: dict[str, str]
     timeout: object
     at: float
-
-
-class CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the `stream_writer` aiohttp 3.14 requires
-    (pnuckowski/aioresponses#289); an already-sent request's writer only reports its size."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
 
 
 def reply(

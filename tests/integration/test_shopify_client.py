@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -28,6 +27,7 @@ from daemon.shopify.client import (
     ShopifyLocation,
     ShopifyUnavailable,
 )
+from tests.aioresponses_compat import CompatResponse
 
 ADMIN_URL = "https://eu-store.myshopify.com"
 GRAPHQL_URL = f"{ADMIN_URL}/admin/api/2026-10/graphql.json"
@@ -52,15 +52,6 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
-
-
-class CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the `stream_writer` aiohttp 3.14 requires
-    (pnuckowski/aioresponses#289); an already-sent request's writer only reports its size."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
 
 
 def post(mocked: aioresponses, url: str, **kwargs: Any) -> None:

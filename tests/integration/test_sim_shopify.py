@@ -617,10 +617,19 @@ async def test_unknown_quantity_name_and_reason_are_rejected(
     ]
 
 
-async def test_stale_change_from_quantity_is_rejected_without_a_field_path(
-    client: Client, sim: ShopifySim, shop: tuple[str, str, ShopifyVariant]
+@pytest.mark.parametrize(
+    ("without_field", "field"),
+    [(False, ["input", "quantities", "0", "changeFromQuantity"]), (True, None)],
+)
+async def test_stale_change_from_quantity_is_rejected_and_nothing_applied(
+    client: Client,
+    sim: ShopifySim,
+    shop: tuple[str, str, ShopifyVariant],
+    without_field: bool,
+    field: list[str] | None,
 ) -> None:
     main, _, variant = shop
+    sim.faults.stale_without_field = without_field
     sim.place_order(variant.inventory_item_id, main, 1)  # Shopify now holds 4, not 5
     element = quantity(variant.inventory_item_id, main, 8, changeFromQuantity=5)
 
@@ -629,7 +638,7 @@ async def test_stale_change_from_quantity_is_rejected_without_a_field_path(
     assert user_errors(body) == [
         {
             "code": "CHANGE_FROM_QUANTITY_STALE",
-            "field": None,
+            "field": field,
             "message": "The changeFromQuantity argument no longer matches the persisted quantity.",
         }
     ]
