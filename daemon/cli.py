@@ -43,15 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     _with_config(
         commands.add_parser("check-config", help="validate the config and variant map files")
     )
-    _with_config(
+    mappings = _with_config(
         commands.add_parser("mappings", help="mapped / unmapped / duplicate-SKU / untracked report")
     )
+    mappings.add_argument("--connection", metavar="NAME", help="only this connection")
+    mappings.add_argument("--format", choices=("table", "csv"), default="table")
     release = _with_config(
         commands.add_parser("release-hold", help="release a connection held by the safety valve")
     )
     release.add_argument("connection", metavar="CONNECTION")
     history = _with_config(commands.add_parser("history", help="the push history of one SKU"))
     history.add_argument("sku", metavar="SKU")
+    history.add_argument("--limit", type=int, default=100, help="most recent N pushes")
     commands.add_parser("demo", help="run the daemon against built-in simulated Katana and Shopify")
     return parser
 
@@ -115,7 +118,30 @@ def _count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else (plural or singular + 's')}"
 
 
+def _deferred(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command whose module (and its network stack) is imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from daemon import commands
+
+        command: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        return command(args)
+
+    return run
+
+
 COMMANDS["check-config"] = check_config
+for _name, _function in {
+    "run": "cmd_run",
+    "sync-once": "cmd_sync_once",
+    "reconcile": "cmd_reconcile",
+    "plan": "cmd_plan",
+    "mappings": "cmd_mappings",
+    "release-hold": "cmd_release_hold",
+    "history": "cmd_history",
+    "demo": "cmd_demo",
+}.items():
+    COMMANDS[_name] = _deferred(_function)
 
 
 def main(argv: list[str] | None = None) -> int:

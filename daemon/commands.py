@@ -1,0 +1,252 @@
+"""The `stocksync` subcommands other than check-config (wired into `daemon.cli`).
+
+Exit codes (PRODUCT.md §5): 0 the work completed (some items may have been rejected: they are
+reported on stderr); 1 it could not complete (an API unreachable, auth failure, unusable state);
+2 a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from daemon.config import ConfigError, Settings, load_settings
+from daemon.katana.client import KatanaError
+from daemon.logs import configure_logging
+from daemon.reconcile import Reconciler, ReconciliationReport
+from daemon.runtime import open_runtime
+from daemon.service import Daemon, settings_secrets
+from daemon.shopify.client import ShopifyError
+from daemon.store import StateError, StateStore
+from daemon.tables import render_csv, render_table
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> Settings | None:
+    try:
+        settings = load_settings(Path(args.config))
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return None
+    configure_logging(
+        getattr(args, "log_format", None) or settings.daemon.log_format,
+        stream=sys.stderr,
+        secrets=settings_secrets(settings),
+    )
+    return settings
+
+
+def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """Load settings, run `work`, map failures to exit codes with a one-line reason."""
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
+    try:
+        return asyncio.run(work(settings))
+    except KeyError as exc:
+        print(f"stocksync: {exc.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    except (KatanaError, ShopifyError, StateError, OSError, TimeoutError) as exc:
+        print(f"stocksync: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`stocksync run`: the daemon in the foreground."""
+    settings = _settings(args)
+    if settings is None:
+        return EXIT_USAGE
+    return asyncio.run(Daemon(Path(args.config), settings).run())
+
+
+def cmd_sync_once(args: argparse.Namespace) -> int:
+    """`stocksync sync-once`: one poll-and-push cycle."""
+
+    async def work(settings: Settings) -> int:
+        if not any(c.sync_inventory for c in settings.connections):
+            print("every connection has sync_inventory = false: nothing to sync")
+            return EXIT_OK
+        async with open_runtime(settings) as runtime:
+            report = await runtime.engine.cycle()
+        rows = [
+            [
+                c.name,
+                "full" if c.full_sync else "delta",
+                c.planned,
+                c.applied,
+                c.rejected,
+                "held" if c.held else ("error" if c.errors else "ok"),
+            ]
+            for c in report.connections
+        ]
+        print(render_table(["connection", "kind", "planned", "applied", "rejected", "state"], rows))
+        for c in report.connections:
+            for error in c.errors:
+                print(f"{c.name}: {error}", file=sys.stderr)
+        return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _guard(work, args)
+
+
+def _print_differences(report: ReconciliationReport) -> None:
+    rows = [
+        [c.name, d.sku, d.location_id, d.shopify_now, d.desired, "yes" if d.drift else ""]
+        for c in report.connections
+        for d in c.differences
+    ]
+    headers = ["connection", "sku", "location", "shopify_now", "katana_desired", "drift"]
+    print(render_table(headers, rows) if rows else "no differences: Shopify is in step")
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """`stocksync reconcile`: one reconciliation now (optionally a dry run)."""
+
+    async def work(settings: Settings) -> int:
+        async with open_runtime(settings) as runtime:
+            report = await Reconciler(runtime.engine).run(
+                connection=args.connection, dry_run=args.dry_run
+            )
+        if args.dry_run:
+            _print_differences(report)
+        for c in report.connections:
+            if c.skipped:
+                print(f"{c.name}: skipped ({c.skipped})")
+            elif c.outcome is not None:
+                print(
+                    f"{c.name}: {c.considered} levels checked, {c.drift} drifted, "
+                    f"{c.outcome.applied} pushed, {c.outcome.rejected} rejected"
+                    + (" (held by the safety valve)" if c.outcome.held else "")
+                )
+                for error in c.outcome.errors:
+                    print(f"{c.name}: {error}", file=sys.stderr)
+        return EXIT_OK if report.ok else EXIT_FAILED
+
+    return _guard(work, args)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`stocksync plan`: what a push would change, without writing anything."""
+
+    async def work(settings: Settings) -> int:
+        async with open_runtime(settings) as runtime:
+            report = await Reconciler(runtime.engine).run(
+                connection=args.connection, dry_run=True, full=True
+            )
+        _print_differences(report)
+        return EXIT_OK
+
+    return _guard(work, args)
+
+
+def cmd_mappings(args: argparse.Namespace) -> int:
+    """`stocksync mappings`: mapped / unmapped / duplicate-SKU / untracked report."""
+
+    async def work(settings: Settings) -> int:
+        rows: list[list[object]] = []
+        async with open_runtime(settings) as runtime:
+            engine = runtime.engine
+            await engine.prepare()
+            variants = engine.katana_variants()
+            for conn in settings.connections:
+                if args.connection and conn.name != args.connection:
+                    continue
+                table = (await engine.mapping_for(conn)).table
+                for vid, targets in sorted(table.targets.items()):
+                    for t in targets:
+                        rows.append([conn.name, "mapped", variants[vid].sku, vid, t.id, ""])
+                for vid in sorted(table.unmapped_katana):
+                    rows.append([conn.name, "unmapped", variants[vid].sku, vid, None, ""])
+                for vid, winner in sorted(table.shadowed.items()):
+                    rows.append(
+                        [
+                            conn.name,
+                            "shadowed",
+                            variants[vid].sku,
+                            vid,
+                            None,
+                            f"katana variant {winner} wins this SKU",
+                        ]
+                    )
+                for sv in table.untracked:
+                    rows.append(
+                        [
+                            conn.name,
+                            "untracked",
+                            sv.sku,
+                            None,
+                            sv.id,
+                            "Shopify does not track this item's inventory",
+                        ]
+                    )
+                for kid, gid in table.unknown_map_entries:
+                    rows.append(
+                        [
+                            conn.name,
+                            "bad_map_entry",
+                            None,
+                            kid,
+                            gid,
+                            "variant map names a variant that does not exist",
+                        ]
+                    )
+        headers = ["connection", "status", "sku", "katana_variant", "shopify_variant", "note"]
+        if args.format == "csv":
+            print(render_csv(headers, rows), end="")
+        else:
+            print(render_table(headers, rows))
+        return EXIT_OK
+
+    return _guard(work, args)
+
+
+def cmd_release_hold(args: argparse.Namespace) -> int:
+    """`stocksync release-hold CONNECTION`: let a held connection push again."""
+
+    async def work(settings: Settings) -> int:
+        settings.connection(args.connection)
+        store = await StateStore.open(settings.daemon.state_path)
+        try:
+            released = await store.release_hold(args.connection)
+        finally:
+            await store.close()
+        if released:
+            print(f"{args.connection}: hold released; the running daemon pushes on its next cycle")
+        else:
+            print(f"{args.connection}: was not held")
+        return EXIT_OK
+
+    return _guard(work, args)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """`stocksync history SKU`: the audit log of pushes for one SKU."""
+
+    async def work(settings: Settings) -> int:
+        store = await StateStore.open(settings.daemon.state_path)
+        try:
+            entries = await store.history(args.sku, limit=args.limit)
+        finally:
+            await store.close()
+        rows = [
+            [
+                e.at.isoformat(timespec="seconds"),
+                e.connection,
+                e.location_id,
+                e.from_quantity,
+                e.to_quantity,
+                e.outcome,
+                e.run_id,
+            ]
+            for e in entries
+        ]
+        headers = ["when", "connection", "location", "from", "to", "outcome", "run"]
+        print(render_table(headers, rows) if rows else f"no pushes recorded for SKU {args.sku!r}")
+        return EXIT_OK
+
+    return _guard(work, args)

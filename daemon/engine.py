@@ -1,0 +1,528 @@
+"""One poll-and-push cycle: Katana deltas → outbox → read dirty stock → plan → push → commit.
+
+The engine owns the in-memory catalogue and mappings; the store owns everything that must
+survive a crash. A cycle either advances cursors together with the variants they made dirty, or
+records nothing; a variant leaves the outbox only after Shopify acknowledged all of its levels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from daemon.config import ConnectionSettings, Settings
+from daemon.domain.models import (
+    DesiredLevel,
+    KatanaVariant,
+    LevelKey,
+    PlannedPush,
+    Problem,
+    ShopifyVariant,
+    SnapshotEntry,
+    StockRow,
+)
+from daemon.domain.plan import desired_levels, plan_pushes, safety_valve
+from daemon.katana.client import KatanaClient
+from daemon.katana.models import DELTA_SOURCES, Catalogue, Change, KatanaLocation
+from daemon.mappings import ConnectionMapping, build_connection_mapping
+from daemon.metrics import Metrics
+from daemon.pusher import Pusher, PushReport
+from daemon.shopify.client import ShopifyClient
+from daemon.store import DirtyMark, StateStore
+
+log = structlog.get_logger(__name__)
+
+# Re-read a little before each cursor: Katana's clock, equal timestamps and late commits. The
+# diff makes re-processing harmless, so a generous overlap costs nothing but a few rows.
+CURSOR_OVERLAP = timedelta(minutes=2)
+# With no cursor yet, start this far back: the first cycle of a connection is a full sync anyway.
+BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
+CATALOGUE_SOURCES = ("variants", "items", "bom_rows")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class ConnectionOutcome:
+    """One connection's share of a cycle."""
+
+    name: str
+    full_sync: bool = False
+    considered: int = 0
+    planned: int = 0
+    applied: int = 0
+    rejected: int = 0
+    stale_overwrites: int = 0
+    held: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did."""
+
+    run_id: str
+    changed_variants: int = 0
+    connections: list[ConnectionOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.errors for c in self.connections)
+
+    @property
+    def pushed(self) -> int:
+        return sum(c.applied for c in self.connections)
+
+
+class Engine:
+    """Keeps Shopify's available levels in step with Katana, one cycle at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        katana: KatanaClient,
+        shopify: Mapping[str, ShopifyClient],
+        metrics: Metrics,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        push_concurrency: int = 4,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.katana = katana
+        self.shopify = dict(shopify)
+        self.metrics = metrics
+        self._now = now
+        self._pusher = Pusher(store, metrics, concurrency=push_concurrency)
+        self.catalogue: Catalogue | None = None
+        self.katana_locations: list[KatanaLocation] | None = None
+        self.shopify_variants: dict[str, list[ShopifyVariant]] = {}
+        self.mappings: dict[str, ConnectionMapping] = {}
+        # Connections this process saw held; one that leaves the store's hold table was
+        # released by an operator, and its next push skips the valve once.
+        self._held: set[str] = set()
+        self._released: set[str] = set()
+        self._holds_loaded = False
+
+    # ---------------------------------------------------------------- configuration
+
+    def enabled(self) -> list[ConnectionSettings]:
+        """Connections whose sync_inventory is on."""
+        return [c for c in self.settings.connections if c.sync_inventory]
+
+    async def start(self) -> None:
+        """Take the current settings into account (at start-up and after each reload)."""
+        for conn in self.settings.connections:
+            self.metrics.sync_enabled.labels(connection=conn.name).set(int(conn.sync_inventory))
+            self.metrics.connection_started(conn.name)
+            if not conn.sync_inventory:
+                # Changes made while a connection is off are not replayed one by one: when it is
+                # switched on again its first cycle is a full sync.
+                await self.store.set_connection_synced(conn.name, None)
+
+    async def apply_settings(
+        self, settings: Settings, shopify: Mapping[str, ShopifyClient]
+    ) -> None:
+        """Swap in a validated new configuration (SIGHUP), then re-read Shopify catalogues."""
+        self.settings = settings
+        self.shopify = dict(shopify)
+        self.katana_locations = None
+        self.shopify_variants = {}
+        self.mappings = {k: v for k, v in self.mappings.items() if k in self.shopify}
+        await self.start()
+        await self.prepare()
+
+    # ---------------------------------------------------------------- catalogue and mappings
+
+    async def prepare(self) -> None:
+        """Load or read whatever the catalogue and mappings still lack (cheap when warm)."""
+        if self.catalogue is None:
+            self.catalogue = await self._load_catalogue()
+        if self.katana_locations is None:
+            self.katana_locations = await self.katana.locations()
+        for conn in self.enabled():
+            if conn.name not in self.shopify_variants:
+                self.shopify_variants[conn.name] = await self.shopify[conn.name].variants()
+        await self.rebuild_mappings()
+
+    async def mapping_for(self, conn: ConnectionSettings) -> ConnectionMapping:
+        """The mapping of any connection, enabled or not (read-only commands, dry runs)."""
+        if conn.sync_inventory and conn.name in self.mappings:
+            return self.mappings[conn.name]
+        assert self.catalogue is not None
+        if self.katana_locations is None:
+            self.katana_locations = await self.katana.locations()
+        if conn.name not in self.shopify_variants:
+            self.shopify_variants[conn.name] = await self.shopify[conn.name].variants()
+        return build_connection_mapping(
+            conn,
+            self.catalogue.katana_variants(),
+            self.shopify_variants[conn.name],
+            self.katana_locations,
+        )
+
+    async def refresh_shopify_catalogues(self) -> None:
+        """Re-read every enabled connection's Shopify catalogue (reconciliation, reload)."""
+        self.katana_locations = None
+        self.shopify_variants = {}
+        await self.prepare()
+
+    async def _load_catalogue(self) -> Catalogue:
+        catalogue = await self.store.catalogue()
+        if catalogue.variants:
+            return catalogue
+        log.info("katana_catalogue_full_read")
+        started = self._now()
+        variants, items, bom = await asyncio.gather(
+            self.katana.variants(), self.katana.items(), self.katana.bom_rows()
+        )
+        catalogue.merge(variants, items, bom)
+        await self.store.save_catalogue(variants, items, bom)
+        cursors = {
+            "variants": max((v.updated_at for v in variants), default=started),
+            "items": max((i.updated_at for i in items), default=started),
+            "bom_rows": started,
+        }
+        await self.store.record_changes({}, cursors, [])
+        log.info(
+            "katana_catalogue_loaded", variants=len(variants), items=len(items), bom_rows=len(bom)
+        )
+        return catalogue
+
+    def now(self) -> datetime:
+        """The engine's clock (UTC)."""
+        return self._now()
+
+    def katana_variants(self) -> dict[int, KatanaVariant]:
+        """Every known Katana variant by id."""
+        assert self.catalogue is not None
+        return {v.id: v for v in self.catalogue.katana_variants()}
+
+    async def rebuild_mappings(self) -> None:
+        """Re-apply the mapping rules; variants whose targets changed are made dirty."""
+        assert self.catalogue is not None
+        assert self.katana_locations is not None
+        variants = self.catalogue.katana_variants()
+        now = self._now()
+        fresh: dict[str, ConnectionMapping] = {}
+        for conn in self.enabled():
+            mapping = build_connection_mapping(
+                conn, variants, self.shopify_variants[conn.name], self.katana_locations
+            )
+            fresh[conn.name] = mapping
+            changed = mapping.changed_variants(self.mappings.get(conn.name))
+            if changed and conn.name in self.mappings:
+                await self.store.record_changes(dict.fromkeys(changed, now), {}, [conn.name])
+            await self._report_mapping(mapping)
+        self.mappings = fresh
+
+    async def _report_mapping(self, mapping: ConnectionMapping) -> None:
+        table, name, m = mapping.table, mapping.name, self.metrics
+        m.mapped_variants.labels(connection=name).set(len(table.targets))
+        m.unmapped_variants.labels(connection=name).set(len(table.unmapped_katana))
+        m.duplicate_skus.labels(connection=name, side="katana").set(
+            len(table.duplicate_skus_katana)
+        )
+        m.duplicate_skus.labels(connection=name, side="shopify").set(
+            len(table.duplicate_skus_shopify)
+        )
+        m.untracked_items.labels(connection=name).set(len(table.untracked))
+        await self._note_problems(name, table.problems())
+        log.info(
+            "mapping_refreshed",
+            connection=name,
+            mapped=len(table.targets),
+            unmapped=len(table.unmapped_katana),
+            shadowed=len(table.shadowed),
+            duplicate_skus_katana=len(table.duplicate_skus_katana),
+            duplicate_skus_shopify=len(table.duplicate_skus_shopify),
+            untracked=len(table.untracked),
+            shopify_levels=mapping.mapped_levels,
+        )
+
+    async def _note_problems(self, connection: str, problems: Iterable[Problem]) -> None:
+        """Record per-item problems; log only the new or changed ones (reported once)."""
+        problems = list(problems)
+        if not problems:
+            return
+        for p in await self.store.note_problems(connection, problems):
+            log.warning(
+                "item_problem",
+                connection=connection,
+                kind=p.kind,
+                subject=p.subject,
+                detail=p.detail,
+            )
+
+    # ---------------------------------------------------------------- deltas → outbox
+
+    async def collect_changes(self) -> int:
+        """Read every delta source since its cursor; record dirty variants and cursors at once."""
+        assert self.catalogue is not None
+        cursors = await self.store.cursors()
+        started = self._now()
+
+        def since(source: str) -> datetime:
+            return cursors.get(source, started - BOOTSTRAP_LOOKBACK) - CURSOR_OVERLAP
+
+        variants, items, bom = await asyncio.gather(
+            self.katana.variants(updated_since=since("variants")),
+            self.katana.items(updated_since=since("items")),
+            self.katana.bom_rows(updated_since=since("bom_rows")),
+        )
+        changes: list[list[Change]] = await asyncio.gather(
+            *(self.katana.changes(s, since(s)) for s in DELTA_SOURCES)
+        )
+
+        dirty: dict[int, datetime] = {}
+
+        def mark(variant_id: int, at: datetime) -> None:
+            if variant_id not in dirty or at < dirty[variant_id]:
+                dirty[variant_id] = at
+
+        new_cursors: dict[str, datetime] = {}
+        for source, found in zip(DELTA_SOURCES, changes, strict=True):
+            for c in found:
+                mark(c.variant_id, c.at)
+            base = cursors.get(source, started - BOOTSTRAP_LOOKBACK)
+            new_cursors[source] = max([base] + [c.at for c in found])
+
+        catalogue_changed = bool(variants or items or bom)
+        if catalogue_changed:
+            before = {v.id: v for v in self.catalogue.katana_variants()}
+            self.catalogue.merge(variants, items, bom)
+            after = {v.id: v for v in self.catalogue.katana_variants()}
+            for vid, variant in after.items():
+                if before.get(vid) != variant:
+                    mark(vid, started)
+            for row in bom:
+                mark(row.product_variant_id, row.updated_at or started)
+            await self.store.save_catalogue(variants, items, bom)
+        new_cursors["variants"] = max(
+            [cursors.get("variants", started)] + [v.updated_at for v in variants]
+        )
+        new_cursors["items"] = max([cursors.get("items", started)] + [i.updated_at for i in items])
+        new_cursors["bom_rows"] = max(
+            [cursors.get("bom_rows", started)] + [b.updated_at for b in bom if b.updated_at]
+        )
+
+        # A kit's potential depends on its ingredients' stock: a dirty ingredient dirties kits.
+        for ingredient, at in list(dirty.items()):
+            for kit in self.catalogue.kits_using([ingredient]):
+                mark(kit, at)
+
+        await self.store.record_changes(dirty, new_cursors, [c.name for c in self.enabled()])
+        if catalogue_changed:
+            await self.rebuild_mappings()
+        return len(dirty)
+
+    # ---------------------------------------------------------------- one cycle
+
+    async def cycle(self) -> CycleReport:
+        """Poll Katana, push what changed to every enabled connection, record the result."""
+        report = CycleReport(run_id=uuid.uuid4().hex[:12])
+        with structlog.contextvars.bound_contextvars(run_id=report.run_id):
+            await self.prepare()
+            if not self.enabled():
+                return report
+            report.changed_variants = await self.collect_changes()
+            await self._sync_holds()
+            work: dict[str, tuple[bool, dict[int, DirtyMark]]] = {}
+            for conn in self.enabled():
+                full = await self.store.connection_synced(conn.name) is None
+                work[conn.name] = (full, await self.store.dirty(conn.name))
+            stock = await self._read_stock(work)
+            outcomes = await asyncio.gather(
+                *(
+                    self._sync_connection(self.mappings[name], full, marks, stock, report.run_id)
+                    for name, (full, marks) in work.items()
+                )
+            )
+            report.connections.extend(outcomes)
+            self.metrics.dirty_variants.set(await self.store.dirty_count())
+        return report
+
+    async def _sync_holds(self) -> None:
+        holds = await self.store.holds()
+        if not self._holds_loaded:
+            self._held |= set(holds)
+            self._holds_loaded = True
+        for name in list(self._held):
+            if name not in holds:
+                self._held.discard(name)
+                self._released.add(name)
+                log.warning("safety_valve_released", connection=name)
+        self.metrics.held_connections.set(len(holds))
+        for conn in self.settings.connections:
+            self.metrics.connection_held.labels(connection=conn.name).set(int(conn.name in holds))
+
+    async def _read_stock(
+        self, work: Mapping[str, tuple[bool, Mapping[int, DirtyMark]]]
+    ) -> dict[int, list[StockRow]]:
+        """Read current Katana stock once for every connection: all of it, or dirty variants."""
+        if any(full for full, _ in work.values()):
+            rows = await self.katana.inventory(None)
+        else:
+            wanted: set[int] = set()
+            for name, (_, marks) in work.items():
+                targets = self.mappings[name].table.targets
+                wanted.update(v for v in marks if v in targets)
+            rows = await self.katana.inventory(sorted(wanted)) if wanted else []
+        by_variant: dict[int, list[StockRow]] = {}
+        for row in rows:
+            by_variant.setdefault(row.variant_id, []).append(row)
+        return by_variant
+
+    async def _sync_connection(
+        self,
+        mapping: ConnectionMapping,
+        full: bool,
+        marks: Mapping[int, DirtyMark],
+        stock: Mapping[int, list[StockRow]],
+        run_id: str,
+    ) -> ConnectionOutcome:
+        name = mapping.name
+        outcome = ConnectionOutcome(name=name, full_sync=full)
+        with structlog.contextvars.bound_contextvars(connection=name):
+            only: Collection[int] | None = None if full else set(marks)
+            report, planned_variants = await self.push_levels(
+                mapping, stock, only=only, run_id=run_id, outcome=outcome
+            )
+            if outcome.held:
+                return outcome
+            if report is None:
+                return outcome
+            unresolved_variants = {
+                planned_variants[key] for key in report.unresolved if key in planned_variants
+            }
+            done = {v: m.seq for v, m in marks.items() if v not in unresolved_variants}
+            await self.store.clear_dirty(name, done)
+            self._observe_lag(report, marks)
+            if full and not report.failed and not report.unresolved:
+                await self.store.set_connection_synced(name, self._now())
+                log.info("full_sync_done", applied=outcome.applied, rejected=outcome.rejected)
+        return outcome
+
+    async def desired(
+        self,
+        mapping: ConnectionMapping,
+        stock: Mapping[int, list[StockRow]],
+        only: Collection[int] | None,
+    ) -> list[DesiredLevel]:
+        """What Shopify should show for `only` (None = every mapped variant); problems noted."""
+        rows = (
+            [r for rows in stock.values() for r in rows]
+            if only is None
+            else [r for v in only for r in stock.get(v, ())]
+        )
+        desired, problems = desired_levels(
+            rows,
+            self.katana_variants(),
+            mapping.table,
+            mapping.locations,
+            mapping.settings.policy,
+            only=only,
+        )
+        await self._note_problems(mapping.name, problems)
+        return desired
+
+    async def push_levels(
+        self,
+        mapping: ConnectionMapping,
+        stock: Mapping[int, list[StockRow]],
+        *,
+        only: Collection[int] | None,
+        run_id: str,
+        outcome: ConnectionOutcome,
+    ) -> tuple[PushReport | None, dict[LevelKey, int]]:
+        """Compute desired levels for `only` (None = all mapped), diff with the snapshot, push."""
+        desired = await self.desired(mapping, stock, only)
+        snapshot = await self.store.snapshot(mapping.name)
+        plan = plan_pushes(desired, snapshot)
+        outcome.considered = len(desired)
+        report = await self.execute(mapping, plan, snapshot, run_id, outcome)
+        return report, {p.key: p.katana_variant_id for p in plan}
+
+    async def execute(
+        self,
+        mapping: ConnectionMapping,
+        plan: Sequence[PlannedPush],
+        baseline: Mapping[LevelKey, SnapshotEntry],
+        run_id: str,
+        outcome: ConnectionOutcome,
+    ) -> PushReport | None:
+        """Guard a plan with the safety valve, push it, report rejections. None when held."""
+        name = mapping.name
+        outcome.planned = len(plan)
+        if name in self._released:
+            self._released.discard(name)
+        else:
+            hold = safety_valve(
+                plan,
+                baseline,
+                mapping.mapped_levels,
+                mapping.settings.max_drop_fraction,
+                mapping.settings.min_drop_count,
+            )
+            if hold is not None:
+                await self._hold(name, hold.drops, hold.mapped)
+        if name in self._held:
+            outcome.held = True
+            return None
+        report = await self._pusher.push(mapping.settings, self.shopify[name], plan, run_id)
+        outcome.applied += len(report.applied)
+        outcome.rejected += len(report.rejected)
+        outcome.stale_overwrites += report.stale_overwrites
+        outcome.errors.extend(report.errors)
+        await self._note_problems(
+            name,
+            [
+                Problem(
+                    kind=r.code or "rejected",
+                    subject=f"{r.push.inventory_item_id}@{r.push.location_id}",
+                    detail=f"sku {r.push.sku!r}: {r.message or r.code}",
+                )
+                for r in report.rejected
+            ],
+        )
+        if plan:
+            log.info(
+                "pushed",
+                planned=len(plan),
+                applied=len(report.applied),
+                rejected=len(report.rejected),
+                stale_overwrites=report.stale_overwrites,
+                unresolved=len(report.unresolved),
+            )
+        return report
+
+    async def _hold(self, name: str, drops: int, mapped: int) -> None:
+        reason = (
+            f"cycle would set {drops} of {mapped} mapped levels from above 0 to 0; "
+            f"run `stocksync release-hold {name}` if this is real"
+        )
+        await self.store.hold(name, reason)
+        if name not in self._held:
+            log.error("safety_valve_hold", connection=name, drops=drops, mapped=mapped)
+        self._held.add(name)
+        self.metrics.connection_held.labels(connection=name).set(1)
+        self.metrics.held_connections.set(len(await self.store.holds()))
+
+    def _observe_lag(self, report: PushReport, marks: Mapping[int, DirtyMark]) -> None:
+        now = self._now()
+        seen: set[int] = set()
+        for result in report.applied:
+            vid = result.push.katana_variant_id
+            if vid in marks and vid not in seen:
+                seen.add(vid)
+                lag = (now - marks[vid].changed_at).total_seconds()
+                self.metrics.sync_lag.observe(max(0.0, lag))

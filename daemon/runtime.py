@@ -1,0 +1,118 @@
+"""The resources one stocksync process works with, opened and closed in one place.
+
+Used by the daemon (`stocksync run`) and by every one-shot command (`sync-once`, `reconcile`,
+`plan`, `mappings`), so they all run the very same machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
+
+import aiohttp
+
+from daemon import __version__
+from daemon.config import ConnectionSettings, KatanaSettings, Settings
+from daemon.engine import Engine
+from daemon.katana.client import KatanaClient
+from daemon.katana.ratelimit import RateLimiter
+from daemon.metrics import Metrics
+from daemon.shopify.auth import ClientCredentialsToken, StaticToken, TokenProvider
+from daemon.shopify.client import ShopifyClient
+from daemon.store import StateStore
+
+USER_AGENT = f"stocksync/{__version__}"
+
+
+@dataclass
+class Runtime:
+    """Open resources: state, HTTP sessions, API clients, the engine."""
+
+    settings: Settings
+    store: StateStore
+    metrics: Metrics
+    katana_session: aiohttp.ClientSession
+    shopify_session: aiohttp.ClientSession
+    limiter: RateLimiter
+    engine: Engine
+
+    def shopify_clients(self, settings: Settings) -> dict[str, ShopifyClient]:
+        """Fresh Shopify clients for every connection of `settings` (after a reload)."""
+        return build_shopify_clients(self.shopify_session, settings.connections, self.metrics)
+
+    def katana_client(self, katana: KatanaSettings) -> KatanaClient:
+        """A Katana client for these settings, on the runtime's session (after a reload)."""
+        # Katana's budget is per account: keep the limiter's window across reloads unless the
+        # budget itself changed.
+        if katana.requests_per_minute != self.settings.katana.requests_per_minute:
+            self.limiter = RateLimiter(katana.requests_per_minute)
+        self.settings = replace(self.settings, katana=katana)
+        return KatanaClient(
+            self.katana_session,
+            katana.base_url,
+            katana.api_key,
+            self.limiter,
+            metrics=self.metrics,
+        )
+
+
+def build_shopify_clients(
+    session: aiohttp.ClientSession,
+    connections: tuple[ConnectionSettings, ...],
+    metrics: Metrics,
+) -> dict[str, ShopifyClient]:
+    """One Shopify client per connection, with its own token provider and cost bucket."""
+    clients: dict[str, ShopifyClient] = {}
+    for conn in connections:
+        tokens: TokenProvider
+        if conn.access_token is not None:
+            tokens = StaticToken(conn.access_token)
+        else:
+            assert conn.client_id is not None
+            assert conn.client_secret is not None
+            tokens = ClientCredentialsToken(
+                session, conn.admin_url, conn.client_id, conn.client_secret
+            )
+        clients[conn.name] = ShopifyClient(session, conn.graphql_url, tokens, metrics=metrics)
+    return clients
+
+
+def _session() -> aiohttp.ClientSession:
+    # Each API gets its own session and connection pool; per-request timeouts are set by the
+    # clients, and the session-wide default (300 s) is replaced with an explicit bound.
+    return aiohttp.ClientSession(
+        headers={"User-Agent": USER_AGENT},
+        timeout=aiohttp.ClientTimeout(total=120, connect=15),
+        connector=aiohttp.TCPConnector(limit=16),
+    )
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, metrics: Metrics | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the store and the API sessions; close them in reverse order, once."""
+    metrics = metrics if metrics is not None else Metrics(process=False)
+    async with AsyncExitStack() as stack:
+        store = await StateStore.open(settings.daemon.state_path)
+        stack.push_async_callback(store.close)
+        katana_session = await stack.enter_async_context(_session())
+        shopify_session = await stack.enter_async_context(_session())
+        limiter = RateLimiter(settings.katana.requests_per_minute)
+        katana = KatanaClient(
+            katana_session,
+            settings.katana.base_url,
+            settings.katana.api_key,
+            limiter,
+            metrics=metrics,
+        )
+        engine = Engine(
+            settings,
+            store,
+            katana,
+            build_shopify_clients(shopify_session, settings.connections, metrics),
+            metrics,
+        )
+        await engine.start()
+        yield Runtime(settings, store, metrics, katana_session, shopify_session, limiter, engine)

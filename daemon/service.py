@@ -1,0 +1,357 @@
+"""The long-running daemon: start-up, the poll loop, reload, drain, shutdown.
+
+Signal handlers only set flags; the main loop does the work (uvicorn's pattern). One lock
+serialises cycles, reconciliations and reloads, so they never push the same levels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from daemon.config import ConfigError, Settings, load_settings
+from daemon.engine import CycleReport
+from daemon.http import Health, ListenError, build_app, start_http
+from daemon.katana.client import KatanaError
+from daemon.logs import HealthLog, add_secrets
+from daemon.metrics import Metrics
+from daemon.reconcile import NIGHTLY, Reconciler, previous_fire_time
+from daemon.runtime import Runtime, open_runtime
+from daemon.sdnotify import Notifier
+from daemon.shopify.client import ShopifyError
+from daemon.store import StateError
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_JOB = "reconciliation"
+# A nightly run delayed by downtime still runs if the daemon is back within this window.
+MISFIRE_GRACE_SECONDS = 6 * 3600
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings (for the log redactor)."""
+    values = [settings.katana.api_key.reveal()]
+    if settings.webhooks.token is not None:
+        values.append(settings.webhooks.token.reveal())
+    for conn in settings.connections:
+        for secret in (conn.access_token, conn.client_secret):
+            if secret is not None:
+                values.append(secret.reveal())
+    return values
+
+
+class Daemon:
+    """Owns the process lifecycle of `stocksync run`."""
+
+    def __init__(self, config_path: Path, settings: Settings) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.metrics = Metrics()
+        self.health = Health(poll_interval=settings.daemon.poll_interval_seconds)
+        self.notifier = Notifier.from_environment()
+        self.health_log = HealthLog()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._reload_requested = False
+        self._signals = 0
+        self._work = asyncio.Lock()
+        self._ready_sent = False
+        self._progress = time.monotonic()
+        self._runtime: Runtime | None = None
+        self._reconciler: Reconciler | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---------------------------------------------------------------- signals
+
+    def _on_stop_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("forced_exit", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self._stop.set()
+        self._wake.set()
+
+    def _on_reload_signal(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def poll_now(self) -> None:
+        """Wake the main loop for an immediate cycle (webhooks use this)."""
+        self._wake.set()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+        try:
+            async with open_runtime(self.settings, metrics=self.metrics) as runtime:
+                self._runtime = runtime
+                self._reconciler = Reconciler(runtime.engine)
+                http = await start_http(
+                    build_app(self.metrics, self.health),
+                    self.settings.daemon.http_host,
+                    self.settings.daemon.http_port,
+                )
+                try:
+                    self._start_scheduler()
+                    await self._catch_up_reconciliation()
+                    self._spawn(self._heartbeat())
+                    log.info(
+                        "daemon_started",
+                        config=str(self.config_path),
+                        http=f"{self.settings.daemon.http_host}:{self.settings.daemon.http_port}",
+                        connections=[c.name for c in self.settings.connections],
+                        enabled=[c.name for c in runtime.engine.enabled()],
+                    )
+                    await self._main_loop()
+                finally:
+                    self.notifier.stopping()
+                    await self._shutdown_scheduler()
+                    for task in self._tasks:
+                        task.cancel()
+                    await http.cleanup()
+        except StateError as exc:
+            log.error("state_unusable", error=str(exc))
+            return 1
+        except ListenError as exc:
+            log.error("http_listen_failed", error=str(exc))
+            return 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        log.info("daemon_stopped")
+        return 0
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _main_loop(self) -> None:
+        while not self._stop.is_set():
+            if self._reload_requested:
+                self._reload_requested = False
+                await self._reload()
+            cycle = asyncio.create_task(self._cycle())
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({cycle, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                await self._drain(cycle)
+            stop.cancel()
+            if self._stop.is_set():
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=self.settings.daemon.poll_interval_seconds
+                )
+
+    async def _drain(self, task: asyncio.Task[Any]) -> None:
+        """Give an in-flight cycle the shutdown budget to finish, then cancel it."""
+        budget = self.settings.daemon.shutdown_timeout_seconds
+        log.info("draining", timeout_seconds=budget)
+        done, _ = await asyncio.wait({task}, timeout=budget)
+        if not done:
+            # Safe to abandon: sent batches are marked in flight and re-pushed after restart.
+            log.warning("drain_timeout_cancelling_cycle", timeout_seconds=budget)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _cycle(self) -> None:
+        assert self._runtime is not None
+        async with self._work:
+            self._progress = time.monotonic()
+            try:
+                report = await self._runtime.engine.cycle()
+            except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
+                self.metrics.poll_cycles.labels(result="error").inc()
+                self.health_log.failed("poll", exc)
+                return
+            finally:
+                self._progress = time.monotonic()
+        self._cycle_done(report)
+
+    def _cycle_done(self, report: CycleReport) -> None:
+        if not report.ok:
+            self.metrics.poll_cycles.labels(result="error").inc()
+            errors = [e for c in report.connections for e in c.errors]
+            self.health_log.failed("push", "; ".join(sorted(set(errors)))[:500])
+            return
+        self.health_log.succeeded("poll")
+        self.health_log.succeeded("push")
+        self.metrics.poll_cycles.labels(result="success").inc()
+        self.metrics.last_successful_poll.set(time.time())
+        self.health.mark_success()
+        if report.changed_variants or report.pushed:
+            log.info(
+                "cycle_done",
+                run_id=report.run_id,
+                changed_variants=report.changed_variants,
+                pushed=report.pushed,
+                connections={
+                    c.name: {"planned": c.planned, "applied": c.applied, "held": c.held}
+                    for c in report.connections
+                },
+            )
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready()
+            self.notifier.status("in sync")
+
+    async def _heartbeat(self) -> None:
+        """WATCHDOG=1 while the main loop makes progress (a cycle started or ended recently)."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        # A long full sync is progress too; only a loop stuck far beyond it stops the pings.
+        stuck_after = max(3600.0, 10 * self.settings.daemon.poll_interval_seconds)
+        while True:
+            await asyncio.sleep(interval)
+            if self._work.locked() or time.monotonic() - self._progress < stuck_after:
+                self.notifier.watchdog()
+
+    # ---------------------------------------------------------------- reload
+
+    async def _reload(self) -> None:
+        assert self._runtime is not None
+        self.notifier.reloading()
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(result="error").inc()
+            log.error("config_reload_rejected", errors=exc.errors, kept="previous configuration")
+            self.notifier.ready()
+            return
+        restart_only = _restart_only_changes(self.settings, new)
+        if restart_only:
+            log.warning("config_change_needs_restart", keys=restart_only)
+        add_secrets(settings_secrets(new))
+        runtime = self._runtime
+        async with self._work:
+            runtime.engine.katana = runtime.katana_client(new.katana)
+            try:
+                await runtime.engine.apply_settings(new, runtime.shopify_clients(new))
+            except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
+                # The configuration is valid; the catalogue is re-read by the next cycle.
+                log.warning("reload_catalogue_refresh_failed", error=str(exc))
+        self.settings = new
+        self.health.poll_interval = new.daemon.poll_interval_seconds
+        self._reschedule()
+        self.metrics.config_reloads.labels(result="success").inc()
+        log.info(
+            "config_reloaded",
+            enabled=[c.name for c in new.connections if c.sync_inventory],
+            disabled=[c.name for c in new.connections if not c.sync_inventory],
+        )
+        self.notifier.ready()
+
+    # ---------------------------------------------------------------- reconciliation
+
+    def _trigger(self) -> CronTrigger:
+        rec = self.settings.reconciliation
+        return CronTrigger.from_crontab(rec.cron, timezone=rec.timezone)
+
+    def _start_scheduler(self) -> None:
+        if not self.settings.reconciliation.enabled:
+            return
+        scheduler = AsyncIOScheduler(
+            timezone=self.settings.reconciliation.timezone,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+            },
+        )
+        scheduler.add_job(self._reconcile_job, self._trigger(), id=RECONCILE_JOB)
+        scheduler.add_listener(self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _reschedule(self) -> None:
+        if self._scheduler is None:
+            self._start_scheduler()
+        elif not self.settings.reconciliation.enabled:
+            self._scheduler.remove_all_jobs()
+        else:
+            self._scheduler.add_job(
+                self._reconcile_job, self._trigger(), id=RECONCILE_JOB, replace_existing=True
+            )
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self.metrics.reconciliation_runs.labels(result="missed").inc()
+            log.warning("reconciliation_missed", scheduled=str(event.scheduled_run_time))
+        else:
+            log.error("reconciliation_job_crashed", error=repr(event.exception))
+
+    async def _reconcile_job(self) -> None:
+        assert self._reconciler is not None
+        if self._stop.is_set():
+            return
+        async with self._work:
+            try:
+                await self._reconciler.run()
+            except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
+                self.metrics.reconciliation_runs.labels(result="error").inc()
+                log.error("reconciliation_failed", error=str(exc))
+
+    async def _catch_up_reconciliation(self) -> None:
+        """Run a nightly reconciliation missed while the daemon was down (after start-up)."""
+        assert self._runtime is not None
+        rec = self.settings.reconciliation
+        if not rec.enabled or self._scheduler is None:
+            return
+        last = await self._runtime.store.last_successful_run(NIGHTLY)
+        due = previous_fire_time(rec.cron, rec.timezone, datetime.now(UTC))
+        if last is not None and due is not None and last < due:
+            log.info("reconciliation_catch_up", last_success=last.isoformat(), due=due.isoformat())
+            self._scheduler.add_job(self._reconcile_job, id="reconciliation-catch-up")
+
+    async def _shutdown_scheduler(self) -> None:
+        if self._scheduler is None:
+            return
+        self._scheduler.pause()
+        # Let a running reconciliation finish its current batches, within the drain budget.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._work.acquire(), timeout=self.settings.daemon.shutdown_timeout_seconds
+            )
+            self._work.release()
+        self._scheduler.shutdown(wait=False)
+
+
+def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
+    """Keys whose change a reload cannot apply (they need a restart)."""
+    changed = []
+    pairs: Iterable[tuple[str, object, object]] = (
+        ("daemon.state_path", old.daemon.state_path, new.daemon.state_path),
+        (
+            "daemon.http_listen",
+            (old.daemon.http_host, old.daemon.http_port),
+            (new.daemon.http_host, new.daemon.http_port),
+        ),
+        ("daemon.log_format", old.daemon.log_format, new.daemon.log_format),
+    )
+    for key, before, after in pairs:
+        if before != after:
+            changed.append(key)
+    return changed
