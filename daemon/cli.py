@@ -55,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     history = _with_config(commands.add_parser("history", help="the push history of one SKU"))
     history.add_argument("sku", metavar="SKU")
     history.add_argument("--limit", type=int, default=100, help="most recent N pushes")
-    commands.add_parser("demo", help="run the daemon against built-in simulated Katana and Shopify")
+    demo = commands.add_parser(
+        "demo", help="run the daemon against built-in simulated Katana and Shopify"
+    )
+    demo.add_argument("--variants", type=int, default=200, help="catalogue size (>= 20)")
+    demo.add_argument("--events-per-second", type=float, default=1.0, help="live event rate")
+    demo.add_argument("--poll-interval", type=float, default=5.0, help="the daemon's poll (s)")
+    demo.add_argument("--port", type=int, default=0, help="the daemon's HTTP port (0 = free)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
     return parser
 
 

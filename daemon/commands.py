@@ -209,7 +209,6 @@ def cmd_release_hold(args: argparse.Namespace) -> int:
     """`stocksync release-hold CONNECTION`: let a held connection push again."""
 
     async def work(settings: Settings) -> int:
-        settings.connection(args.connection)
         store = await StateStore.open(settings.daemon.state_path)
         try:
             released = await store.release_hold(args.connection)
@@ -217,8 +216,10 @@ def cmd_release_hold(args: argparse.Namespace) -> int:
             await store.close()
         if released:
             print(f"{args.connection}: hold released; the running daemon pushes on its next cycle")
-        else:
-            print(f"{args.connection}: was not held")
+            return EXIT_OK
+        # A connection no longer in the config may still be held: release works on either.
+        settings.connection(args.connection)
+        print(f"{args.connection}: was not held")
         return EXIT_OK
 
     return _guard(work, args)
@@ -250,3 +251,21 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _guard(work, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`stocksync demo`: the daemon against the built-in simulators (no accounts needed)."""
+    from daemon.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        variants=args.variants,
+        events_per_second=args.events_per_second,
+        poll_interval=args.poll_interval,
+        port=args.port,
+        duration=args.duration,
+    )
+    try:
+        return asyncio.run(run_demo(options))
+    except KeyboardInterrupt:
+        print("demo stopped")
+        return EXIT_OK

@@ -107,6 +107,14 @@ class Engine:
         self.katana_locations: list[KatanaLocation] | None = None
         self.shopify_variants: dict[str, list[ShopifyVariant]] = {}
         self.mappings: dict[str, ConnectionMapping] = {}
+        self._variants_by_id: dict[int, KatanaVariant] = {}
+        # Changes already recorded, kept for the cursor overlap so re-reads cost no new work.
+        self._seen_changes: dict[tuple[str, str, int, datetime], None] = {}
+        # Pairs Shopify rejected (not stocked, not mutable...): parked until the connection's
+        # Shopify catalogue is read again, so a rejection is not retried every cycle.
+        self._parked: dict[str, set[LevelKey]] = {}
+        # Set whenever an input of the mappings changed; the rebuild is O(catalogue).
+        self._mappings_stale = True
         # Connections this process saw held; one that leaves the store's hold table was
         # released by an operator, and its next push skips the valve once.
         self._held: set[str] = set()
@@ -133,6 +141,7 @@ class Engine:
         self, settings: Settings, shopify: Mapping[str, ShopifyClient]
     ) -> None:
         """Swap in a validated new configuration (SIGHUP), then re-read Shopify catalogues."""
+        await self._release_raised_limits(self.settings, settings)
         self.settings = settings
         self.shopify = dict(shopify)
         self.katana_locations = None
@@ -141,18 +150,40 @@ class Engine:
         await self.start()
         await self.prepare()
 
+    async def _release_raised_limits(self, old: Settings, new: Settings) -> None:
+        """A reload with a higher safety-valve limit releases that connection's hold."""
+        holds = await self.store.holds()
+        before = {c.name: c for c in old.connections}
+        for conn in new.connections:
+            previous = before.get(conn.name)
+            if conn.name not in holds or previous is None:
+                continue
+            if (
+                conn.max_drop_fraction > previous.max_drop_fraction
+                or conn.min_drop_count > previous.min_drop_count
+            ):
+                # Not an operator override: the next cycle is judged again with the new limits.
+                await self.store.release_hold(conn.name)
+                self._held.discard(conn.name)
+                log.warning("safety_valve_released_by_reload", connection=conn.name)
+
     # ---------------------------------------------------------------- catalogue and mappings
 
     async def prepare(self) -> None:
         """Load or read whatever the catalogue and mappings still lack (cheap when warm)."""
         if self.catalogue is None:
             self.catalogue = await self._load_catalogue()
+            self._mappings_stale = True
         if self.katana_locations is None:
             self.katana_locations = await self.katana.locations()
+            self._mappings_stale = True
         for conn in self.enabled():
             if conn.name not in self.shopify_variants:
                 self.shopify_variants[conn.name] = await self.shopify[conn.name].variants()
-        await self.rebuild_mappings()
+                self._parked.pop(conn.name, None)
+                self._mappings_stale = True
+        if self._mappings_stale:
+            await self.rebuild_mappings()
 
     async def mapping_for(self, conn: ConnectionSettings) -> ConnectionMapping:
         """The mapping of any connection, enabled or not (read-only commands, dry runs)."""
@@ -203,15 +234,15 @@ class Engine:
         return self._now()
 
     def katana_variants(self) -> dict[int, KatanaVariant]:
-        """Every known Katana variant by id."""
-        assert self.catalogue is not None
-        return {v.id: v for v in self.catalogue.katana_variants()}
+        """Every known Katana variant by id (as of the last mapping rebuild)."""
+        return self._variants_by_id
 
     async def rebuild_mappings(self) -> None:
         """Re-apply the mapping rules; variants whose targets changed are made dirty."""
         assert self.catalogue is not None
         assert self.katana_locations is not None
         variants = self.catalogue.katana_variants()
+        self._variants_by_id = {v.id: v for v in variants}
         now = self._now()
         fresh: dict[str, ConnectionMapping] = {}
         for conn in self.enabled():
@@ -222,8 +253,10 @@ class Engine:
             changed = mapping.changed_variants(self.mappings.get(conn.name))
             if changed and conn.name in self.mappings:
                 await self.store.record_changes(dict.fromkeys(changed, now), {}, [conn.name])
-            await self._report_mapping(mapping)
+            if changed or conn.name not in self.mappings:
+                await self._report_mapping(mapping)
         self.mappings = fresh
+        self._mappings_stale = False
 
     async def _report_mapping(self, mapping: ConnectionMapping) -> None:
         table, name, m = mapping.table, mapping.name, self.metrics
@@ -290,11 +323,18 @@ class Engine:
                 dirty[variant_id] = at
 
         new_cursors: dict[str, datetime] = {}
+        seen = self._seen_changes
         for source, found in zip(DELTA_SOURCES, changes, strict=True):
             for c in found:
-                mark(c.variant_id, c.at)
+                key = (source, str(c.resource_id), c.variant_id, c.at)
+                if key not in seen:
+                    seen[key] = None
+                    mark(c.variant_id, c.at)
             base = cursors.get(source, started - BOOTSTRAP_LOOKBACK)
             new_cursors[source] = max([base] + [c.at for c in found])
+        horizon = min(new_cursors.values()) - 2 * CURSOR_OVERLAP
+        for key in [k for k in seen if k[3] < horizon]:
+            del seen[key]
 
         catalogue_changed = bool(variants or items or bom)
         if catalogue_changed:
@@ -446,6 +486,8 @@ class Engine:
     ) -> tuple[PushReport | None, dict[LevelKey, int]]:
         """Compute desired levels for `only` (None = all mapped), diff with the snapshot, push."""
         desired = await self.desired(mapping, stock, only)
+        parked = self._parked.get(mapping.name, set())
+        desired = [d for d in desired if d.key not in parked]
         snapshot = await self.store.snapshot(mapping.name)
         plan = plan_pushes(desired, snapshot)
         outcome.considered = len(desired)
@@ -483,6 +525,7 @@ class Engine:
         outcome.rejected += len(report.rejected)
         outcome.stale_overwrites += report.stale_overwrites
         outcome.errors.extend(report.errors)
+        self._parked.setdefault(name, set()).update(r.push.key for r in report.rejected)
         await self._note_problems(
             name,
             [

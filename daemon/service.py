@@ -111,6 +111,9 @@ class Daemon:
                     self.settings.daemon.http_port,
                 )
                 try:
+                    last = await runtime.store.last_successful_run(NIGHTLY)
+                    if last is not None:
+                        self.metrics.reconciliation_last_success.set(last.timestamp())
                     self._start_scheduler()
                     await self._catch_up_reconciliation()
                     self._spawn(self._heartbeat())
