@@ -32,6 +32,7 @@ from daemon.runtime import Runtime, open_runtime
 from daemon.sdnotify import Notifier
 from daemon.shopify.client import ShopifyError
 from daemon.store import StateError
+from daemon.webhooks import katana_webhook
 
 log = structlog.get_logger(__name__)
 
@@ -105,8 +106,11 @@ class Daemon:
             async with open_runtime(self.settings, metrics=self.metrics) as runtime:
                 self._runtime = runtime
                 self._reconciler = Reconciler(runtime.engine)
+                webhook = None
+                if self.settings.webhooks.enabled and self.settings.webhooks.token is not None:
+                    webhook = katana_webhook(self.settings.webhooks.token, self.poll_now)
                 http = await start_http(
-                    build_app(self.metrics, self.health),
+                    build_app(self.metrics, self.health, webhook=webhook),
                     self.settings.daemon.http_host,
                     self.settings.daemon.http_port,
                 )
