@@ -40,8 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("plan", help="what a push would change, without writing")
     )
     plan.add_argument("--connection", metavar="NAME", help="only this connection")
-    _with_config(
+    check = _with_config(
         commands.add_parser("check-config", help="validate the config and variant map files")
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check both credentials and resolve Katana and Shopify locations",
     )
     mappings = _with_config(
         commands.add_parser("mappings", help="mapped / unmapped / duplicate-SKU / untracked report")
@@ -84,6 +89,10 @@ def check_config(args: argparse.Namespace) -> int:
         print(f"stocksync: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 1
     print(_summary(settings))
+    if getattr(args, "online", False):
+        from daemon.commands import check_online
+
+        return check_online(settings)
     return 0
 
 

@@ -14,11 +14,16 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from daemon.config import ConfigError, Settings, load_settings
-from daemon.katana.client import KatanaError
+from daemon.domain.mapping import LocationError, resolve_locations
+from daemon.katana.client import KatanaClient, KatanaError
+from daemon.katana.ratelimit import RateLimiter
 from daemon.logs import configure_logging
+from daemon.metrics import Metrics
 from daemon.reconcile import Reconciler, ReconciliationReport
-from daemon.runtime import open_runtime
+from daemon.runtime import build_shopify_clients, open_runtime
 from daemon.service import Daemon, settings_secrets
 from daemon.shopify.client import ShopifyError
 from daemon.store import StateError, StateStore
@@ -55,6 +60,63 @@ def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.
     except (KatanaError, ShopifyError, StateError, OSError, TimeoutError) as exc:
         print(f"stocksync: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def check_online(settings: Settings) -> int:
+    """`check-config --online`: credentials work and every configured location exists."""
+
+    async def work() -> list[str]:
+        # No state database is opened: checking a config must not create or touch it.
+        problems: list[str] = []
+        metrics = Metrics(process=False)
+        async with aiohttp.ClientSession() as session:
+            katana = KatanaClient(
+                session,
+                settings.katana.base_url,
+                settings.katana.api_key,
+                RateLimiter(settings.katana.requests_per_minute),
+                metrics=metrics,
+            )
+            shopify = build_shopify_clients(session, settings.connections, metrics)
+            try:
+                katana_locations = await katana.locations()
+            except KatanaError as exc:
+                return [f"katana: {exc}"]
+            print(f"katana: OK ({len(katana_locations)} locations)")
+            names = {loc.id: loc.name for loc in katana_locations if not loc.deleted}
+            for conn in settings.connections:
+                try:
+                    resolve_locations([(m.katana, m.shopify) for m in conn.locations], names)
+                except LocationError as exc:
+                    problems.append(f"connections.{conn.name}.locations: {exc}")
+                try:
+                    shopify_locations = await shopify[conn.name].locations()
+                except ShopifyError as exc:
+                    problems.append(f"connections.{conn.name}: Shopify: {exc}")
+                    continue
+                known = {loc.id: loc for loc in shopify_locations}
+                for mapping in conn.locations:
+                    for gid in mapping.shopify:
+                        if gid not in known:
+                            problems.append(
+                                f"connections.{conn.name}.locations: Shopify location {gid} "
+                                f"does not exist in {conn.shop}"
+                            )
+                        elif not known[gid].is_active:
+                            problems.append(
+                                f"connections.{conn.name}.locations: Shopify location {gid} "
+                                f"({known[gid].name}) is not active"
+                            )
+                print(f"{conn.name}: Shopify OK ({len(shopify_locations)} locations)")
+        return problems
+
+    try:
+        problems = asyncio.run(work())
+    except (StateError, OSError, TimeoutError) as exc:
+        problems = [f"{type(exc).__name__}: {exc}"]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EXIT_FAILED if problems else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
