@@ -1,11 +1,11 @@
 """Simulated Katana MRP: in-memory business state, its public REST API, and fault injection.
 
-The HTTP side follows ../../shared/spec/katana-api.md and the payload shapes in docs/design.md
-("Katana payloads"). The business side models what moves Katana's numbers: sales orders commit
-stock until they are packed, manufacturing orders commit their ingredients until done, open
-stock transfers commit at their source, and an inventory movement exists exactly when in-stock
-changes. Tests, the demo and the benchmarks drive it through the Python methods below and read
-it back through the API, as the daemon does.
+The HTTP side follows the Katana API notes (shared/spec/katana-api.md) and the payload shapes
+of docs/design.md ("Katana payloads"). The business side models what moves Katana's numbers:
+sales orders commit stock until they are packed, manufacturing orders commit their ingredients
+until done, open stock transfers commit at their source, and an inventory movement exists
+exactly when in-stock changes. Tests, the demo and the benchmarks drive it through the Python
+methods below and read it back through the API, as the daemon does. See README.md beside it.
 """
 
 from __future__ import annotations
@@ -980,10 +980,7 @@ class KatanaSim:
     ) -> int:
         """Start a transfer: it commits its rows at the source until completed. Its id."""
         at = self._tick()
-        transfer = self._new_transfer(rows, from_location, to_location, at)
-        self._settle(transfer, {}, {})
-        self._open_transfers[transfer.id] = None
-        return transfer.id
+        return self._new_transfer(rows, from_location, to_location, at).id
 
     def complete_stock_transfer(self, transfer_id: int) -> None:
         """Receive an open transfer: stock leaves the source and arrives at the target."""
@@ -1024,7 +1021,11 @@ class KatanaSim:
             created_at=at,
             updated_at=at,
         )
-        return self._transfers.add(transfer)
+        self._transfers.add(transfer)
+        # Open from birth, even when completed in the same event: completing releases this.
+        self._settle(transfer, {}, {})
+        self._open_transfers[transfer.id] = None
+        return transfer
 
     def _finish_transfer(self, transfer: _StockTransfer, at: datetime) -> None:
         committed, expected = self._commitments(transfer), self._expectations(transfer)
@@ -1048,11 +1049,7 @@ class KatanaSim:
 
     def create_purchase_order(self, rows: Sequence[tuple[int, Quantity]], location_id: int) -> int:
         """Order stock from a supplier (NOT_RECEIVED): it shows as expected. Its id."""
-        at = self._tick()
-        order = self._new_purchase_order(rows, location_id, at)
-        self._settle(order, {}, {})
-        self._open_pos[order.id] = None
-        return order.id
+        return self._new_purchase_order(rows, location_id, self._tick()).id
 
     def mark_purchase_order_received(self, order_id: int) -> None:
         """Receive an open purchase order: its rows enter in-stock (movements)."""
@@ -1082,7 +1079,11 @@ class KatanaSim:
             created_at=at,
             updated_at=at,
         )
-        return self._purchase_orders.add(order)
+        self._purchase_orders.add(order)
+        # Expected from birth, even when received in the same event: receiving releases this.
+        self._settle(order, {}, {})
+        self._open_pos[order.id] = None
+        return order
 
     def _receive(self, order: _PurchaseOrder, at: datetime) -> None:
         committed, expected = self._commitments(order), self._expectations(order)

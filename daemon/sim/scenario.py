@@ -810,7 +810,10 @@ class EventStream:
         return "stock_transferred", {variant}, f"ST-{transfer}"
 
     def _shopify_order(self) -> _Outcome | None:
-        """A storefront order: Shopify lowers available now, and the order reaches Katana."""
+        """A storefront order: Shopify lowers available now, and the order reaches Katana.
+
+        None (a new Katana order instead) when the item is sold out or not stocked there.
+        """
         if not self._storefront:
             return None
         rng, katana = self._rng, self.scenario.katana
@@ -818,9 +821,11 @@ class EventStream:
         katana_name, shopify_locations = rng.choice(list(shop.locations.items()))
         location = rng.choice(shopify_locations)
         item = target.inventory_item_id
-        if shop.sim.available(item, location) is None:
-            return None  # not stocked there: nobody can order it at that location
-        quantity = rng.randint(1, 2)
+        available = shop.sim.available(item, location)
+        # A store that does not oversell (Shopify's default) takes no order beyond available.
+        if available is None or available <= 0:
+            return None
+        quantity = min(rng.randint(1, 2), available)
         shop.sim.place_order(item, location, quantity)
         order = katana.create_sales_order([(katana_id, quantity)], katana.location_id(katana_name))
         return "shopify_order", {katana_id}, f"SO-{order} from {item} at {location}"
