@@ -42,7 +42,6 @@ log = structlog.get_logger(__name__)
 CURSOR_OVERLAP = timedelta(minutes=2)
 # With no cursor yet, start this far back: the first cycle of a connection is a full sync anyway.
 BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
-CATALOGUE_SOURCES = ("variants", "items", "bom_rows")
 
 
 def utcnow() -> datetime:
@@ -488,7 +487,8 @@ class Engine:
         desired = await self.desired(mapping, stock, only)
         parked = self._parked.get(mapping.name, set())
         desired = [d for d in desired if d.key not in parked]
-        snapshot = await self.store.snapshot(mapping.name)
+        items = None if only is None else {d.inventory_item_id for d in desired}
+        snapshot = await self.store.snapshot(mapping.name, items)
         plan = plan_pushes(desired, snapshot)
         outcome.considered = len(desired)
         report = await self.execute(mapping, plan, snapshot, run_id, outcome)

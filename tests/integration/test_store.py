@@ -592,3 +592,24 @@ async def test_concurrent_tasks_never_interleave_transactions(store: StateStore)
         snap[(f"gid://shopify/InventoryItem/{n}", LOC)] == SnapshotEntry(n, False)
         for n in range(40)
     )
+
+
+async def test_snapshot_for_some_items_returns_only_their_levels_at_every_location(
+    tmp_path: Path,
+) -> None:
+    store = await StateStore.open(tmp_path / "state.db")
+    try:
+        keys = [
+            (f"gid://shopify/InventoryItem/{i}", f"gid://shopify/Location/{j}")
+            for i in range(1200)
+            for j in (1, 2)
+        ]
+        await store.mark_in_flight("eu", keys)
+        wanted = {f"gid://shopify/InventoryItem/{i}" for i in range(0, 1200, 2)}
+
+        found = await store.snapshot("eu", wanted)
+
+        assert set(found) == {k for k in keys if k[0] in wanted}
+        assert await store.snapshot("eu", []) == {}
+    finally:
+        await store.close()
