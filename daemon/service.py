@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConfigError, Settings, load_settings
+from daemon.domain.mapping import LocationError
 from daemon.engine import CycleReport
 from daemon.http import Health, ListenError, build_app, start_http
 from daemon.katana.client import KatanaError
@@ -189,9 +190,15 @@ class Daemon:
             self._progress = time.monotonic()
             try:
                 report = await self._runtime.engine.cycle()
-            except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
+            except (KatanaError, ShopifyError, LocationError, OSError, TimeoutError) as exc:
                 self.metrics.poll_cycles.labels(result="error").inc()
                 self.health_log.failed("poll", exc)
+                return
+            except Exception as exc:
+                # A bug must not stop the daemon: the state is transactional, so the next cycle
+                # starts clean. Log it loudly (with the traceback) and count it.
+                self.metrics.poll_cycles.labels(result="error").inc()
+                log.exception("cycle_crashed", error=repr(exc))
                 return
             finally:
                 self._progress = time.monotonic()
