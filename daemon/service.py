@@ -315,6 +315,7 @@ class Daemon:
             self.metrics.reconciliation_runs.labels(result="missed").inc()
             log.warning("reconciliation_missed", scheduled=str(event.scheduled_run_time))
         else:
+            self.metrics.reconciliation_runs.labels(result="error").inc()
             log.error("reconciliation_job_crashed", error=repr(event.exception))
 
     async def _reconcile_job(self) -> None:
