@@ -1,0 +1,70 @@
+"""Reconciliation: the overnight run and the full catalogue comparison (PRODUCT.md §2)."""
+
+from __future__ import annotations
+
+from daemon.reconcile import Reconciler
+from tests.integration.conftest import World
+
+
+async def test_overnight_run_pushes_recent_sales_order_variants_without_stock_movement(
+    world: World,
+) -> None:
+    variant_id, twin = world.product("NIGHT", stock=10)
+    _, other = world.product("QUIET", stock=4)
+    assert twin is not None
+    assert other is not None
+    order = world.katana.create_sales_order([(variant_id, 2)], world.warehouse)
+    world.katana.deliver_sales_order(order)
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        # Shopify drifted for both; only the order's variant is in the overnight window.
+        world.shop.set_available_manually(twin.inventory_item_id, world.shop_main, 50)
+        world.shop.set_available_manually(other.inventory_item_id, world.shop_main, 50)
+
+        report = await Reconciler(runtime.engine).run(full=False)
+
+    assert report.ok
+    assert world.levels(twin) == (8, 8)
+    assert world.levels(other) == (50, 4)
+
+
+async def test_full_reconciliation_overwrites_drift_and_counts_it(world: World) -> None:
+    _, twin = world.product("FULL", stock=5)
+    assert twin is not None
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        world.shop.set_available_manually(twin.inventory_item_id, world.shop_pop_up, 1)
+
+        report = await Reconciler(runtime.engine).run(full=True)
+
+    assert report.connections[0].drift == 1
+    assert world.levels(twin) == (5, 5)
+    drift = world.metrics.registry.get_sample_value(
+        "stocksync_reconciliation_drift_total", {"connection": "shop"}
+    )
+    assert drift == 1
+    assert world.metrics.registry.get_sample_value(
+        "stocksync_reconciliation_last_success_timestamp_seconds"
+    )
+
+
+async def test_dry_run_reports_differences_and_writes_nothing(world: World) -> None:
+    _, twin = world.product("DRY", stock=5)
+    assert twin is not None
+    async with world.runtime() as runtime:
+        report = await Reconciler(runtime.engine).run(full=True, dry_run=True)
+
+    assert {(d.sku, d.desired) for d in report.connections[0].differences} == {("DRY", 5)}
+    assert world.set_calls() == 0
+    assert world.levels(twin) == (0, 0)
+
+
+async def test_full_reconciliation_maps_shopify_variants_created_since_start(world: World) -> None:
+    world.product("LATE", stock=3, shopify=False)
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        late = world.shop.add_variant("LATE")
+
+        await Reconciler(runtime.engine).run(full=True)
+
+    assert world.levels(late) == (3, 3)
