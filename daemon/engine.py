@@ -335,17 +335,6 @@ class Engine:
         for key in [k for k in seen if k[3] < horizon]:
             del seen[key]
 
-        catalogue_changed = bool(variants or items or bom)
-        if catalogue_changed:
-            before = {v.id: v for v in self.catalogue.katana_variants()}
-            self.catalogue.merge(variants, items, bom)
-            after = {v.id: v for v in self.catalogue.katana_variants()}
-            for vid, variant in after.items():
-                if before.get(vid) != variant:
-                    mark(vid, started)
-            for row in bom:
-                mark(row.product_variant_id, row.updated_at or started)
-            await self.store.save_catalogue(variants, items, bom)
         new_cursors["variants"] = max(
             [cursors.get("variants", started)] + [v.updated_at for v in variants]
         )
@@ -353,6 +342,31 @@ class Engine:
         new_cursors["bom_rows"] = max(
             [cursors.get("bom_rows", started)] + [b.updated_at for b in bom if b.updated_at]
         )
+        # Rows re-read through the cursor overlap are usually unchanged: keep only real changes,
+        # so an idle cycle neither rebuilds the mappings nor re-reads any stock.
+        catalogue = self.catalogue
+        variants = [v for v in variants if catalogue.variants.get(v.id) != v]
+        items = [i for i in items if catalogue.items.get((i.kind, i.id)) != i]
+        bom = [
+            b for b in bom if (b.id in catalogue.bom if b.deleted else catalogue.bom.get(b.id) != b)
+        ]
+        catalogue_changed = bool(variants or items or bom)
+        if catalogue_changed:
+            for row in bom:
+                mark(row.product_variant_id, row.updated_at or started)
+            for v in variants:
+                mark(v.id, v.updated_at)
+            changed_items = {(i.kind, i.id) for i in items}
+            if changed_items:
+                # Archiving a product retires its variants; is_auto_assembly makes them kits.
+                for v in catalogue.variants.values():
+                    if ("product", v.product_id) in changed_items or (
+                        "material",
+                        v.material_id,
+                    ) in changed_items:
+                        mark(v.id, started)
+            catalogue.merge(variants, items, bom)
+            await self.store.save_catalogue(variants, items, bom)
 
         # A kit's potential depends on its ingredients' stock: a dirty ingredient dirties kits.
         for ingredient, at in list(dirty.items()):

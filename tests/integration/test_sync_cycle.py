@@ -330,3 +330,62 @@ async def test_sku_change_in_katana_moves_the_mapping(world: World) -> None:
 
     assert world.levels(new_twin) == (6, 6)
     assert world.levels(old_twin) == (6, 6)  # left as last pushed
+
+
+async def test_deleted_katana_variant_stops_syncing_and_keeps_its_last_level(
+    world: World,
+) -> None:
+    variant_id, twin = world.product("GONE", stock=6)
+    assert twin is not None
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        world.katana.adjust_stock(variant_id, world.warehouse, -6)
+        world.katana.delete_variant(variant_id)
+        await runtime.engine.cycle()
+
+    assert world.levels(twin) == (6, 6)
+
+
+async def test_archived_product_stops_syncing(world: World) -> None:
+    variant_id, twin = world.product("ARCHIVED", stock=6)
+    assert twin is not None
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        product_id = world.katana.variant(variant_id).product_id
+        assert product_id is not None
+        world.katana.archive_product(product_id)
+        world.katana.adjust_stock(variant_id, world.warehouse, 3)
+        await runtime.engine.cycle()
+
+    assert world.levels(twin) == (6, 6)
+
+
+async def test_bom_change_recomputes_the_kit(world: World) -> None:
+    leg, _ = world.product("LEG2", stock=8)
+    kit, twin = world.product("KIT2", kit=True)
+    row = world.katana.add_bom_row(kit, leg, 4)
+    assert twin is not None
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        assert world.levels(twin) == (2, 2)
+        world.katana.update_bom_row(row, 2)
+        await runtime.engine.cycle()
+
+    assert world.levels(twin) == (4, 4)
+
+
+async def test_idle_cycles_read_no_katana_stock_and_write_nothing(world: World) -> None:
+    leg, _ = world.product("LEG3", stock=8)
+    kit, _ = world.product("KIT3", kit=True)
+    world.katana.add_bom_row(kit, leg, 4)
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        await runtime.engine.cycle()  # the first delta cycle may re-read the overlap
+        inventory_reads = world.katana.requests_by_path["/inventory"]
+        assert inventory_reads > 0
+        calls = world.set_calls()
+        for _ in range(3):
+            await runtime.engine.cycle()
+
+    assert world.katana.requests_by_path["/inventory"] == inventory_reads
+    assert world.set_calls() == calls
