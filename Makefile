@@ -22,7 +22,7 @@ test-long: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 demo: $(STAMP)
