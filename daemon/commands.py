@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,18 @@ def cmd_sync_once(args: argparse.Namespace) -> int:
     return _guard(work, args)
 
 
+def _progress() -> Callable[[str], None] | None:
+    """Phase lines on stderr for a person at a terminal; nothing when output is piped."""
+    if not sys.stderr.isatty():
+        return None
+    started = time.monotonic()
+
+    def show(phase: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {phase}...", file=sys.stderr, flush=True)
+
+    return show
+
+
 def _print_differences(report: ReconciliationReport) -> None:
     rows = [
         [c.name, d.sku, d.location_id, d.shopify_now, d.desired, "yes" if d.drift else ""]
@@ -171,7 +184,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def work(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
-            report = await Reconciler(runtime.engine).run(
+            report = await Reconciler(runtime.engine, _progress()).run(
                 connection=args.connection, dry_run=args.dry_run
             )
         if args.dry_run:
@@ -197,7 +210,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def work(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
-            report = await Reconciler(runtime.engine).run(
+            report = await Reconciler(runtime.engine, _progress()).run(
                 connection=args.connection, dry_run=True, full=True
             )
         _print_differences(report)

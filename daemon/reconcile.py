@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -71,8 +71,10 @@ class ReconciliationReport:
 class Reconciler:
     """Runs reconciliations through the engine's catalogue, pusher and store."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, progress: Callable[[str], None] | None = None) -> None:
         self.engine = engine
+        # Told each phase of a long run (an operator's terminal shows it; the daemon does not).
+        self._progress = progress or (lambda _phase: None)
 
     async def run(
         self,
@@ -95,12 +97,17 @@ class Reconciler:
         ok = False
         try:
             with structlog.contextvars.bound_contextvars(run_id=report.run_id):
+                self._progress("reading the Katana and Shopify catalogues")
                 if full:
                     await engine.refresh_shopify_catalogues()
                 else:
                     await engine.prepare()
                 lookback = timedelta(hours=settings.reconciliation.lookback_hours)
                 recent = await self._recent_order_variants(engine.now() - lookback)
+                self._progress(
+                    "reading Katana stock of "
+                    + ("every variant" if full else f"{len(recent)} recently ordered variants")
+                )
                 stock = await self._read_stock(None if full else recent)
                 for conn in targets:
                     report.connections.append(
@@ -161,6 +168,7 @@ class Reconciler:
         result.considered = len(desired)
         snapshot = await engine.store.snapshot(conn.name)
         if report.full:
+            self._progress(f"{conn.name}: reading {len(desired)} levels from Shopify")
             baseline = await self._shopify_levels(mapping, [d.key for d in desired])
             result.not_stocked = sum(1 for d in desired if d.key not in baseline)
             # Drift = Shopify holds something other than what stocksync last pushed there.
@@ -181,6 +189,7 @@ class Reconciler:
         if report.dry_run:
             return result
         result.outcome = ConnectionOutcome(name=conn.name, considered=len(desired))
+        self._progress(f"{conn.name}: pushing {len(plan)} levels")
         await engine.execute(mapping, plan, baseline, report.run_id, result.outcome)
         engine.metrics.reconciliation_drift.labels(connection=conn.name).inc(result.drift)
         return result
