@@ -6,10 +6,13 @@ import re
 import signal
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from daemon.reconcile import NIGHTLY
+from daemon.store import StateStore
 from tests.e2e.conftest import NotifyListener, World, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -161,6 +164,56 @@ async def test_sigterm_with_a_push_in_flight_exits_zero_within_budget_and_loses_
     world.shop.faults.outage = False
     restarted = await world.start_daemon()
     await world.converged(restarted)
+
+
+async def test_second_stop_signal_exits_at_once(world: World) -> None:
+    world.write_config(shutdown_timeout_seconds=30)
+    daemon = await world.start_daemon()
+    await world.converged(daemon)
+    world.shop.faults.outage = True
+    seen = world.shop.requests_total
+    world.apply_events(10)
+    await wait_until(
+        lambda: world.shop.requests_total >= seen + 2,
+        within=10,
+        what="a push to be retried against the outage",
+        daemon=daemon,
+    )
+
+    daemon.send_signal(signal.SIGTERM)
+    await wait_until(
+        lambda: "draining" in daemon.log_events(), within=5, what="draining", daemon=daemon
+    )
+    signalled = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    code = await daemon.wait_exit(within=EXIT_SLACK)
+
+    assert code == 1
+    assert time.monotonic() - signalled < EXIT_SLACK
+    assert "forced_exit" in daemon.log_events()
+    world.shop.faults.outage = False
+    restarted = await world.start_daemon()
+    await world.converged(restarted)
+
+
+async def test_nightly_reconciliation_missed_while_down_runs_at_start_up(world: World) -> None:
+    # The last nightly run finished two days ago: today's 03:00 UTC run was missed.
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    store = await StateStore.open(world.state_path, clock=lambda: two_days_ago)
+    run = await store.start_run(NIGHTLY, None)
+    await store.finish_run(run, ok=True, drift=0)
+    await store.close()
+
+    daemon = await world.start_daemon()
+
+    await daemon.wait_metric(
+        "stocksync_reconciliation_runs_total",
+        lambda v: v >= 1,
+        what="the catch-up reconciliation",
+        result="success",
+    )
+    assert "reconciliation_catch_up" in daemon.log_events()
+    await world.converged(daemon)
 
 
 async def test_sd_notify_ready_reload_stopping_and_watchdog(
