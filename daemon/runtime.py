@@ -74,7 +74,13 @@ def build_shopify_clients(
             tokens = ClientCredentialsToken(
                 session, conn.admin_url, conn.client_id, conn.client_secret
             )
-        clients[conn.name] = ShopifyClient(session, conn.graphql_url, tokens, metrics=metrics)
+        clients[conn.name] = ShopifyClient(
+            session,
+            conn.graphql_url,
+            tokens,
+            metrics=metrics,
+            bulk_threshold=conn.bulk_read_threshold,
+        )
     return clients
 
 

@@ -86,3 +86,62 @@ mutation Activate($inventoryItemId: ID!, $locationId: ID!, $available: Int, $key
 }
 """
 ACTIVATE_COST = 10
+
+# -- large shops: bulk operations ---------------------------------------------------------------
+
+VARIANTS_COUNT = """
+query VariantsCount($limit: Int) {
+  productVariantsCount(limit: $limit) { count precision }
+}
+"""
+# one object
+VARIANTS_COUNT_COST = 1
+
+# Bulk queries take no variables and read connections whole (no `first`). Every line of the
+# result is one node; a nested connection's nodes carry `__parentId`, hence the item's `id`.
+BULK_VARIANTS = """
+{
+  productVariants {
+    edges { node { id sku inventoryItem { id tracked } } }
+  }
+}
+"""
+
+BULK_AVAILABLE_LEVELS = """
+{
+  inventoryItems {
+    edges {
+      node {
+        id
+        inventoryLevels {
+          edges {
+            node {
+              location { id }
+              quantities(names: ["available"]) { name quantity }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+BULK_RUN = """
+mutation BulkRun($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { code field message }
+  }
+}
+"""
+# A mutation costs 10; the bulk query it starts is not charged to the bucket at all.
+BULK_RUN_COST = 10
+
+BULK_OPERATION = """
+query BulkOperation($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount url }
+}
+"""
+# one object
+BULK_OPERATION_COST = 1

@@ -23,10 +23,28 @@ live 2026-04/2026-07 stores published by other integrators):
 - Repeating a key with the same arguments within 24 h replays the first answer (or reports
   ``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED`` when that answer had userErrors). Live stores have been
   seen to re-execute such retries instead; ``faults.reexecute_idempotent_retries`` reproduces that.
+- Bulk queries (``bulkOperationRunQuery``, 10 points like any mutation, no ``@idempotent``
+  needed): the query is checked when submitted (schema validation and the bulk rules: one
+  top-level connection, not ``node``/``nodes``, at most five connections nested at most two deep,
+  the parent of a nested connection selecting ``id``), and any failure is a userError ``INVALID``
+  on ``["query"]``. From 2026-01 up to five bulk query operations run at a time per shop
+  (``LIMIT_REACHED`` beyond), before that one (``OPERATION_IN_PROGRESS``). The operation reads
+  ``RUNNING`` until ``bulk_delay`` seconds of the sim's clock have passed and its result is
+  written, then ``COMPLETED``. The result is written in the background from submission on, a
+  slice of top-level nodes at a time, so a 100,000-variant export never stalls the server;
+  ``objectCount`` is the running count (connections need no ``first`` and are read whole). The
+  result is JSONL served at ``GET /bulk/<n>.jsonl?signature=...`` on the same app, a stand-in
+  for Shopify's signed storage URL (no access token needed): one line per connection node,
+  nested connections' nodes on lines of their own carrying ``__parentId``; with
+  ``groupObjects: false`` (the default since 2026-01) every top-level line comes before the
+  nested ones, with ``true`` children follow their parent. An operation without results has
+  ``url: null``; results expire after seven days (``EXPIRED``). ``faults.bulk_fail_next`` ends
+  operations ``FAILED`` with an ``errorCode``.
 
 Where Shopify's behaviour is undocumented the simulator chooses, and says so: setting a quantity
 on an untracked item is rejected with ``INVALID_INVENTORY_ITEM``; ``first``/``last`` above 250 or
-both missing fail the connection field at run time.
+both missing fail the connection field at run time; the wording of the bulk-query userErrors;
+``productVariantsCount`` ignores its ``query`` (Shopify documents no search fields for it).
 
 Ids come from one sequence shared by every resource type, so a variant id never equals an item
 id: a client that mixes them up gets "not found" instead of silently touching the wrong object.
@@ -34,6 +52,7 @@ id: a client that mixes them up gets "not found" instead of silently touching th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import collections
@@ -69,6 +88,7 @@ from graphql import (
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLResolveInfo,
+    GraphQLScalarType,
     GraphQLSchema,
     GraphQLUnionType,
     InlineFragmentNode,
@@ -103,7 +123,7 @@ from graphql import (
 
 from daemon.domain.models import LevelKey, ShopifyVariant
 
-__all__ = ["AppliedChange", "ShopifyFaults", "ShopifySim"]
+__all__ = ["AppliedChange", "BulkDownload", "ShopifyFaults", "ShopifySim"]
 
 SCHEMA_FILE: Final = Path(__file__).with_name("shopify_schema.graphql")
 # The version from which the idempotency directive and changeFromQuantity are mandatory.
@@ -154,10 +174,35 @@ _VERSION_RE: Final = re.compile(r"\d{4}-\d{2}|unstable")
 _GID_RE: Final = re.compile(r"gid://shopify/(\w+)/(\d+)(?:\?inventory_item_id=(\d+))?")
 _URI_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _ABSENT: Final = object()  # an input field or variable that was not sent at all (not null)
+# Bulk operations: the version from which five query operations may run at once (one before),
+# the shape limits of a bulk query, and how long a result stays downloadable.
+BULK_CONCURRENCY_VERSION: Final = "2026-01"
+BULK_QUERIES_AT_ONCE: Final = 5
+BULK_MAX_CONNECTIONS: Final = 5
+BULK_MAX_NESTING: Final = 2
+BULK_RESULT_LIFETIME_SECONDS: Final = 7 * 24 * 3600.0
+BULK_RUNNING: Final = frozenset({"CREATED", "RUNNING"})
+# Top-level nodes a bulk operation writes between two turns of the event loop.
+BULK_SLICE: Final = 100
+# How long (real seconds) a GraphQL request waits for a due bulk operation's last slices, so
+# that an operation whose delay is over reads COMPLETED as soon as it can.
+BULK_SETTLE_SECONDS: Final = 1.0
+# In-process executions have no request origin; result URLs then point here.
+DEFAULT_ORIGIN: Final = "http://localhost"
 
 
 # --------------------------------------------------------------------------------------------
 # Public records and fault controls
+
+
+@dataclass(frozen=True, slots=True)
+class BulkDownload:
+    """One GET of a bulk operation's result file, as the storage host saw it."""
+
+    operation_id: str
+    status: int
+    # Shopify's result URLs are signed storage URLs: the shop's token must never be sent there.
+    with_access_token: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +229,8 @@ class ShopifyFaults:
         self._throttle = 0
         self._http429 = 0
         self._failures: collections.deque[int] = collections.deque()
+        self._bulk_failures: collections.deque[str] = collections.deque()
+        self._download_failures: collections.deque[int] = collections.deque()
 
     def throttle_next(self, n: int) -> None:
         """Answer the next `n` GraphQL requests THROTTLED at HTTP 200, whatever the bucket holds."""
@@ -197,8 +244,22 @@ class ShopifyFaults:
         """Answer the next `n` GraphQL requests with HTTP `status` (a server error)."""
         self._failures.extend([status] * n)
 
+    def bulk_fail_next(self, n: int = 1, error_code: str = "INTERNAL_SERVER_ERROR") -> None:
+        """End the next `n` bulk operations started FAILED with `error_code` and no data."""
+        self._bulk_failures.extend([error_code] * n)
+
+    def bulk_download_fail_next(self, n: int = 1, status: int = 503) -> None:
+        """Answer the next `n` downloads of a bulk result with HTTP `status`."""
+        self._download_failures.extend([status] * n)
+
     def _take_failure(self) -> int | None:
         return self._failures.popleft() if self._failures else None
+
+    def _take_bulk_failure(self) -> str | None:
+        return self._bulk_failures.popleft() if self._bulk_failures else None
+
+    def _take_download_failure(self) -> int | None:
+        return self._download_failures.popleft() if self._download_failures else None
 
     def _take_http429(self) -> bool:
         if self._http429 <= 0:
@@ -275,6 +336,35 @@ class _AdjustmentGroup:
     changes: tuple[dict[str, Any], ...]
 
 
+@dataclass(slots=True, eq=False)
+class _BulkOperation:
+    """A bulk query: submitted, then run once its delay has passed on the sim's clock."""
+
+    num: int
+    id: str
+    query: str
+    document: DocumentNode
+    version: str
+    group_objects: bool
+    started_at: float
+    created_at: str
+    signature: str
+    fail_with: str | None
+    status: str = "CREATED"
+    error_code: str | None = None
+    finished_at: float | None = None
+    completed_at: str | None = None
+    jsonl: bytes | None = None
+    # The result as written so far, encoded: lines by connection depth when ungrouped (top
+    # level first in the file), all in one part when grouped; and where to go on.
+    parts: dict[int, list[bytes]] = field(default_factory=dict)
+    object_count: int = 0
+    root_object_count: int = 0
+    next_root: int = 0
+    written: bool = False
+    writer: asyncio.Task[None] | None = None
+
+
 @dataclass(slots=True)
 class _IdempotencyRecord:
     fingerprint: str
@@ -291,6 +381,13 @@ class _Request:
     version: str
     raw_variables: dict[str, Any]
     actual_cost: int = 0
+    # A bulk operation's run: connections are read whole, nothing is charged; the top-level
+    # connection is read one window of positions at a time, and says whether more follow.
+    bulk: bool = False
+    bulk_window: tuple[int, int] | None = None
+    bulk_more: bool = False
+    # Where the request came in (scheme://host:port), for the URLs the answer carries.
+    origin: str = DEFAULT_ORIGIN
 
     @property
     def strict_inventory_rules(self) -> bool:
@@ -304,6 +401,29 @@ if TYPE_CHECKING:
 
 def _request(info: _Info) -> _Request:
     return info.context
+
+
+@dataclass(frozen=True, slots=True)
+class _BulkRead:
+    """How a bulk operation reads a connection: whole, or (its top level) one window of it."""
+
+    window: tuple[int, int] | None = None
+
+
+def _bulk_read(info: _Info, *, top_level: bool = False) -> _BulkRead | None:
+    """None for an ordinary request; for a bulk operation, how to read this connection."""
+    request = _request(info)
+    if not request.bulk:
+        return None
+    return _BulkRead(request.bulk_window if top_level else None)
+
+
+def _top_level(info: _Info, connection: _Connection) -> _Connection:
+    """Note whether a bulk operation's top-level connection goes on after this window."""
+    request = _request(info)
+    if request.bulk_window is not None:
+        request.bulk_more = connection.has_next_page
+    return connection
 
 
 # --------------------------------------------------------------------------------------------
@@ -901,14 +1021,22 @@ def _decode_cursor(cursor: Any) -> int:
 
 
 def _paginate(
-    ids: Sequence[int], args: Mapping[str, Any], fetch: Callable[[int], Any]
+    ids: Sequence[int],
+    args: Mapping[str, Any],
+    fetch: Callable[[int], Any],
+    bulk: _BulkRead | None = None,
 ) -> _Connection:
-    """One page of `ids` (ascending) under first/after/last/before/reverse."""
+    """One page of `ids` (ascending) under first/after/last/before/reverse.
+
+    In a bulk operation (`bulk`) first/last are optional (without them: everything) and not
+    capped; a `bulk.window` keeps only those positions, has_next_page then saying whether
+    positions remain after the window.
+    """
     first, last = args.get("first"), args.get("last")
-    if first is None and last is None:
+    if first is None and last is None and bulk is None:
         raise GraphQLError("you must provide one of first or last")
     for name, value in (("first", first), ("last", last)):
-        if value is not None and value > MAX_PAGE_SIZE:
+        if value is not None and value > MAX_PAGE_SIZE and bulk is None:
             raise GraphQLError(f"{name} cannot exceed {MAX_PAGE_SIZE}")
         if value is not None and value < 0:
             raise GraphQLError(f"{name} cannot be negative")
@@ -936,11 +1064,16 @@ def _paginate(
     if last is not None:
         start = max(start, stop - last)
     positions = range(window_start + start, window_start + stop)
+    has_next_page = window_start + stop < count
+    if bulk is not None and bulk.window is not None:
+        low, high = bulk.window
+        has_next_page = high < len(positions)
+        positions = positions[low:high]
     nums = [ids[count - 1 - p] if reverse else ids[p] for p in positions]
     return _Connection(
         nums=nums,
         fetch=fetch,
-        has_next_page=window_start + stop < count,
+        has_next_page=has_next_page,
         has_previous_page=window_start + start > 0,
     )
 
@@ -961,6 +1094,287 @@ def _connection_page_info(connection: _Connection, _info: _Info) -> dict[str, An
         "startCursor": _encode_cursor(nums[0]) if nums else None,
         "endCursor": _encode_cursor(nums[-1]) if nums else None,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Bulk queries: the shape rules checked on submission, and the JSONL a finished one writes.
+# Shopify words these refusals its own way; the sim's wording keeps the "Invalid bulk query:"
+# prefix and says what is wrong.
+
+
+def _checked_bulk_query(query: str) -> DocumentNode | str:
+    """The parsed bulk query, or why Shopify would refuse it."""
+    document, errors = _prepare(query)
+    if document is None:
+        return f"Invalid bulk query: {errors[0]['message']}"
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation is not OperationType.QUERY:
+        return "Invalid bulk query: a bulk query is a single query operation"
+    operation = operations[0]
+    if operation.variable_definitions:
+        return "Invalid bulk query: bulk queries take no variables"
+    fragments = _fragments(document)
+    query_type = _SCHEMA.query_type
+    assert query_type is not None
+    roots = [
+        f
+        for f in _collect(operation.selection_set, query_type, fragments)
+        if f.name.value != "__typename"
+    ]
+    if len({_response_key(f) for f in roots}) != 1:
+        return "Invalid bulk query: a bulk query selects exactly one top-level field"
+    if roots[0].name.value in ("node", "nodes"):
+        return "Invalid bulk query: the top-level node and nodes fields can't be used"
+    shape = _BulkShape()
+    _scan_bulk(operation.selection_set, query_type, fragments, 0, None, shape)
+    if shape.connections == 0:
+        return "Invalid bulk query: a bulk query must contain at least one connection"
+    if shape.connections > BULK_MAX_CONNECTIONS:
+        return (
+            f"Invalid bulk query: bulk queries cannot contain more than {BULK_MAX_CONNECTIONS} "
+            f"connections (this one has {shape.connections})"
+        )
+    if shape.nesting > BULK_MAX_NESTING:
+        return (
+            f"Invalid bulk query: connections can be nested at most {BULK_MAX_NESTING} levels "
+            f"deep (this query nests {shape.nesting})"
+        )
+    if shape.without_parent_id:
+        return (
+            "Invalid bulk query: the parent 'node' field for a nested connection must select "
+            "the 'id' field without an alias. Connection fields without 'id': "
+            + ", ".join(shape.without_parent_id)
+        )
+    return document
+
+
+@dataclass(slots=True)
+class _BulkShape:
+    connections: int = 0
+    nesting: int = 0
+    without_parent_id: list[str] = field(default_factory=list)
+
+
+def _response_key(node: FieldNode) -> str:
+    return node.alias.value if node.alias else node.name.value
+
+
+def _scan_bulk(
+    selection_set: SelectionSetNode,
+    type_: GraphQLNamedType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    depth: int,
+    parent_has_id: bool | None,
+    shape: _BulkShape,
+) -> None:
+    """Count the connections and their nesting; note nested ones whose parent lacks `id`.
+
+    `parent_has_id` is None at the top level, else whether the enclosing connection's node
+    (the object its lines belong to) selects `id`.
+    """
+    if not isinstance(type_, GraphQLObjectType):
+        return  # only node/nodes return an interface, and they are refused at the top level
+    for node in _collect(selection_set, type_, fragments):
+        definition = type_.fields.get(node.name.value)
+        if definition is None or node.selection_set is None:
+            continue
+        named = get_named_type(definition.type)
+        if not named.name.endswith("Connection"):
+            _scan_bulk(node.selection_set, named, fragments, depth, parent_has_id, shape)
+            continue
+        shape.connections += 1
+        shape.nesting = max(shape.nesting, depth + 1)
+        if parent_has_id is False:
+            shape.without_parent_id.append(node.name.value)
+        for node_selection, node_type in _node_selections(node.selection_set, named, fragments):
+            has_id = any(
+                f.name.value == "id" and f.alias is None
+                for f in _collect(node_selection, node_type, fragments)
+            )
+            _scan_bulk(node_selection, node_type, fragments, depth + 1, has_id, shape)
+
+
+def _node_selections(
+    selection_set: SelectionSetNode,
+    connection: GraphQLNamedType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[tuple[SelectionSetNode, GraphQLObjectType]]:
+    """The selections made on a connection's nodes, via `nodes { }` or `edges { node { } }`."""
+    assert isinstance(connection, GraphQLObjectType)
+    found: list[tuple[SelectionSetNode, GraphQLObjectType]] = []
+    for node in _collect(selection_set, connection, fragments):
+        if node.selection_set is None:
+            continue
+        if node.name.value == "nodes":
+            node_type = get_named_type(connection.fields["nodes"].type)
+            assert isinstance(node_type, GraphQLObjectType)
+            found.append((node.selection_set, node_type))
+        elif node.name.value == "edges":
+            edge_type = get_named_type(connection.fields["edges"].type)
+            assert isinstance(edge_type, GraphQLObjectType)
+            for edge_field in _collect(node.selection_set, edge_type, fragments):
+                if edge_field.name.value == "node" and edge_field.selection_set is not None:
+                    node_type = get_named_type(edge_type.fields["node"].type)
+                    assert isinstance(node_type, GraphQLObjectType)
+                    found.append((edge_field.selection_set, node_type))
+    return found
+
+
+# A nested connection met while writing a line: its value, its selections, its type.
+_Nested: TypeAlias = tuple[Any, SelectionSetNode, GraphQLObjectType]
+
+
+def _bulk_lines(
+    data: Mapping[str, Any], document: DocumentNode
+) -> list[tuple[int, dict[str, Any]]]:
+    """The JSONL objects of a bulk query's result, each with its connection nesting depth.
+
+    Every node of a connection is one line without the `edges`/`node` wrapping; a nested
+    connection's nodes are lines of their own carrying `__parentId`, the id of the line they
+    belong to, right after it (the grouped order).
+    """
+    operation = get_operation_ast(document)
+    query_type = _SCHEMA.query_type
+    assert operation is not None
+    assert query_type is not None
+    fragments = _fragments(document)
+    lines: list[tuple[int, dict[str, Any]]] = []
+    for key, nodes in _grouped_fields(operation.selection_set, query_type, fragments).items():
+        definition = query_type.fields.get(nodes[0].name.value)
+        selection = _merged_selection(nodes)
+        if definition is None or selection is None:
+            continue
+        named = get_named_type(definition.type)
+        if named.name.endswith("Connection"):
+            assert isinstance(named, GraphQLObjectType)
+            _write_connection(data.get(key), selection, named, fragments, 0, None, lines)
+    return lines
+
+
+def _write_connection(
+    value: Any,
+    selection_set: SelectionSetNode,
+    connection: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    depth: int,
+    parent_id: Any,
+    lines: list[tuple[int, dict[str, Any]]],
+) -> None:
+    if not isinstance(value, dict):
+        return
+    for node_value, node_selection, node_type in _connection_values(
+        value, selection_set, connection, fragments
+    ):
+        if not isinstance(node_value, dict):
+            continue
+        line: dict[str, Any] = {}
+        nested: list[_Nested] = []
+        _write_object(line, node_value, node_selection, node_type, fragments, nested)
+        if parent_id is not None:
+            line["__parentId"] = parent_id
+        lines.append((depth, line))
+        for child_value, child_selection, child_type in nested:
+            _write_connection(
+                child_value,
+                child_selection,
+                child_type,
+                fragments,
+                depth + 1,
+                line.get("id"),
+                lines,
+            )
+
+
+def _connection_values(
+    value: Mapping[str, Any],
+    selection_set: SelectionSetNode,
+    connection: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[tuple[Any, SelectionSetNode, GraphQLObjectType]]:
+    """(node value, its selections, its type) for each node, read via `nodes` or `edges`."""
+    for key, nodes in _grouped_fields(selection_set, connection, fragments).items():
+        selection = _merged_selection(nodes)
+        if selection is None:
+            continue
+        if nodes[0].name.value == "nodes":
+            node_type = get_named_type(connection.fields["nodes"].type)
+            assert isinstance(node_type, GraphQLObjectType)
+            return [(node, selection, node_type) for node in value.get(key) or ()]
+        if nodes[0].name.value == "edges":
+            edge_type = get_named_type(connection.fields["edges"].type)
+            node_type = get_named_type(connection.fields["nodes"].type)
+            assert isinstance(edge_type, GraphQLObjectType)
+            assert isinstance(node_type, GraphQLObjectType)
+            for edge_key, edge_nodes in _grouped_fields(selection, edge_type, fragments).items():
+                node_selection = _merged_selection(edge_nodes)
+                if edge_nodes[0].name.value == "node" and node_selection is not None:
+                    edges = value.get(key) or ()
+                    return [
+                        (edge.get(edge_key), node_selection, node_type)
+                        for edge in edges
+                        if isinstance(edge, dict)
+                    ]
+    return []
+
+
+def _write_object(
+    target: dict[str, Any],
+    value: Mapping[str, Any],
+    selection_set: SelectionSetNode,
+    type_: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    nested: list[_Nested],
+) -> None:
+    """Copy an object's selected fields into `target`, setting its connections aside."""
+    for key, nodes in _grouped_fields(selection_set, type_, fragments).items():
+        definition = type_.fields.get(nodes[0].name.value)
+        selection = _merged_selection(nodes)
+        sub_value = value.get(key)
+        if definition is None or selection is None:
+            target[key] = sub_value  # scalars, enums, __typename
+            continue
+        named = get_named_type(definition.type)
+        if named.name.endswith("Connection"):
+            assert isinstance(named, GraphQLObjectType)
+            nested.append((sub_value, selection, named))
+            continue
+        target[key] = _inline_value(sub_value, selection, named, fragments, nested)
+
+
+def _inline_value(
+    value: Any,
+    selection_set: SelectionSetNode,
+    type_: GraphQLNamedType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    nested: list[_Nested],
+) -> Any:
+    """An object (or list of them) inside a line, written inline as the API returns it."""
+    if isinstance(value, list):
+        return [_inline_value(v, selection_set, type_, fragments, nested) for v in value]
+    if not isinstance(value, dict) or not isinstance(type_, GraphQLObjectType):
+        return value
+    inline: dict[str, Any] = {}
+    _write_object(inline, value, selection_set, type_, fragments, nested)
+    return inline
+
+
+def _grouped_fields(
+    selection_set: SelectionSetNode,
+    type_: GraphQLObjectType,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> dict[str, list[FieldNode]]:
+    """Selections by response key (a field selected twice, e.g. via a fragment, merges)."""
+    grouped: dict[str, list[FieldNode]] = {}
+    for node in _collect(selection_set, type_, fragments):
+        grouped.setdefault(_response_key(node), []).append(node)
+    return grouped
+
+
+def _merged_selection(nodes: Sequence[FieldNode]) -> SelectionSetNode | None:
+    selections = [
+        s for n in nodes if n.selection_set is not None for s in n.selection_set.selections
+    ]
+    return SelectionSetNode(selections=tuple(selections)) if selections else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1008,6 +1422,7 @@ def _resolve_node_type(value: Any, _info: _Info, _abstract: Any) -> str | None:
 
 
 _NODE_TYPES: Final[dict[type, str]] = {
+    _BulkOperation: "BulkOperation",
     _Item: "InventoryItem",
     _LevelRef: "InventoryLevel",
     _Location: "Location",
@@ -1024,20 +1439,33 @@ def _resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
     return {
         "QueryRoot": {
             "inventoryItem": lambda _r, info, id: _sim(info)._items.get(id),
-            "inventoryItems": lambda _r, info, **a: _sim(info)._item_connection(a),
+            "bulkOperation": lambda _r, info, id: _sim(info)._bulk_operation(id),
+            "currentBulkOperation": lambda _r, info, **a: _sim(info)._current_bulk_operation(
+                a["type"]
+            ),
+            "inventoryItems": lambda _r, info, **a: _top_level(
+                info, _sim(info)._item_connection(a, _bulk_read(info, top_level=True))
+            ),
             "location": lambda _r, info, id=None: _sim(info)._location_or_primary(id),
-            "locations": lambda _r, info, **a: _sim(info)._location_connection(a),
+            "locations": lambda _r, info, **a: _top_level(
+                info, _sim(info)._location_connection(a, _bulk_read(info, top_level=True))
+            ),
             "node": lambda _r, info, id: _sim(info)._node(id),
             "nodes": lambda _r, info, ids: [_sim(info)._node(i) for i in ids],
             "productVariant": lambda _r, info, id: _sim(info)._variants.get(id),
-            "productVariants": lambda _r, info, **a: _sim(info)._variant_connection(a),
+            "productVariants": lambda _r, info, **a: _top_level(
+                info, _sim(info)._variant_connection(a, _bulk_read(info, top_level=True))
+            ),
+            "productVariantsCount": lambda _r, info, **a: _sim(info)._variants_count(a),
         },
         "Location": {
             "fulfillsOnlineOrders": lambda loc, _i: loc.fulfills_online_orders,
             "inventoryLevel": lambda loc, info, inventoryItemId: _sim(info)._level(
                 inventoryItemId, loc.id
             ),
-            "inventoryLevels": lambda loc, info, **a: _sim(info)._location_levels(loc, a),
+            "inventoryLevels": lambda loc, info, **a: _sim(info)._location_levels(
+                loc, a, _bulk_read(info)
+            ),
             "isActive": lambda loc, _i: loc.is_active,
         },
         "ProductVariant": {
@@ -1046,7 +1474,9 @@ def _resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
         },
         "InventoryItem": {
             "inventoryLevel": lambda item, info, locationId: _sim(info)._level(item.id, locationId),
-            "inventoryLevels": lambda item, info, **a: _sim(info)._item_levels(item, a),
+            "inventoryLevels": lambda item, info, **a: _sim(info)._item_levels(
+                item, a, _bulk_read(info)
+            ),
         },
         "InventoryLevel": {
             "id": lambda level, _i: (
@@ -1054,12 +1484,26 @@ def _resolvers() -> dict[str, dict[str, Callable[..., Any]]]:
             ),
             "quantities": lambda level, info, names: _sim(info)._quantities(level, names),
         },
+        "BulkOperation": {
+            "completedAt": lambda op, _i: op.completed_at,
+            "createdAt": lambda op, _i: op.created_at,
+            "errorCode": lambda op, _i: op.error_code,
+            "fileSize": lambda op, _i: len(op.jsonl) if op.jsonl else None,
+            "objectCount": lambda op, _i: op.object_count,
+            "partialDataUrl": lambda _op, _i: None,
+            "rootObjectCount": lambda op, _i: op.root_object_count,
+            "type": lambda _op, _i: "QUERY",
+            "url": lambda op, info: _sim(info)._bulk_url(op, _request(info).origin),
+        },
         "InventoryAdjustmentGroup": {
             "changes": _group_changes,
             "createdAt": lambda group, _i: group.created_at,
             "referenceDocumentUri": lambda group, _i: group.reference_document_uri,
         },
         "Mutation": {
+            "bulkOperationRunQuery": lambda _r, info, query, groupObjects: _sim(
+                info
+            )._run_bulk_query(info, query, groupObjects),
             "inventoryActivate": lambda _r, info, **a: _sim(info)._activate(info, a),
             "inventorySetQuantities": lambda _r, info, input: _sim(info)._set_quantities(
                 info, input
@@ -1081,6 +1525,10 @@ def _group_changes(group: _AdjustmentGroup, _info: _Info, **args: Any) -> list[A
     ]
 
 
+def _digits(value: Any) -> str:
+    return str(int(value))
+
+
 def _build_schema() -> GraphQLSchema:
     schema = build_schema(SCHEMA_FILE.read_text(encoding="utf-8"))
     for type_name, fields in _resolvers().items():
@@ -1096,6 +1544,13 @@ def _build_schema() -> GraphQLSchema:
     node = schema.get_type("Node")
     assert isinstance(node, GraphQLInterfaceType)
     node.resolve_type = _resolve_node_type
+    unsigned = schema.get_type("UnsignedInt64")
+    assert isinstance(unsigned, GraphQLScalarType)
+    # Shopify sends UnsignedInt64 values as strings of digits. graphql-core 3.3 coerces output
+    # through `coerce_output_value`, 3.2 through `serialize`.
+    unsigned.serialize = _digits  # type: ignore[method-assign]
+    if hasattr(unsigned, "coerce_output_value"):
+        unsigned.coerce_output_value = _digits
     return schema
 
 
@@ -1115,7 +1570,11 @@ class ShopifySim:
     - `mutation_calls`: executed mutation fields by name (rejected calls included);
     - `set_quantities_sizes`: the number of quantities in each executed inventorySetQuantities;
     - `changes`: every element inventorySetQuantities applied, timestamped on `clock`;
-    - `throttled_total`: requests answered THROTTLED; `requests_total`: GraphQL POSTs received.
+    - `throttled_total`: requests answered THROTTLED; `requests_total`: GraphQL POSTs received;
+    - `bulk_downloads`: every GET of a bulk operation's result file.
+
+    `bulk_delay` (seconds of `clock`) is how long a bulk operation runs; `bulk_query_limit`
+    overrides how many bulk queries may run at once (None: what the request's API version allows).
     """
 
     def __init__(
@@ -1128,8 +1587,13 @@ class ShopifySim:
         client_secret: str = "sim-secret",
         shop: str = "sim-shop.myshopify.com",
         clock: Callable[[], float] = time.monotonic,
+        bulk_delay: float = 0.2,
+        bulk_query_limit: int | None = None,
     ) -> None:
         self.shop = shop
+        self.bulk_delay = bulk_delay
+        self.bulk_query_limit = bulk_query_limit
+        self.bulk_downloads: list[BulkDownload] = []
         self.bucket_size = float(bucket_size)
         self.restore_rate = float(restore_rate)
         self.faults = ShopifyFaults()
@@ -1161,6 +1625,7 @@ class ShopifySim:
         self._available: dict[LevelKey, int] = {}
         self._committed: dict[LevelKey, int] = {}
         self._idempotency: dict[str, _IdempotencyRecord] = {}
+        self._bulk_operations: dict[str, _BulkOperation] = {}
 
     # -- the shop, driven directly by tests and the demo ------------------------------------
 
@@ -1236,6 +1701,8 @@ class ShopifySim:
         application = web.Application()
         application.router.add_post("/admin/api/{version}/graphql.json", self._handle_graphql)
         application.router.add_post("/admin/oauth/access_token", self._handle_access_token)
+        application.router.add_get("/bulk/{name}", self._handle_bulk_result)
+        application.on_cleanup.append(self._stop_bulk_writers)
         return application
 
     def _stock(self, item: _Item, location: _Location, available: int) -> None:
@@ -1280,8 +1747,33 @@ class ShopifySim:
             return web.json_response(
                 {"errors": {"query": "Required parameter missing or invalid"}}, status=400
             )
-        body = self.execute(query, variables, operation_name, version=version)
+        await self._settle_bulk()
+        body = self.execute(
+            query, variables, operation_name, version=version, origin=str(request.url.origin())
+        )
         return web.json_response(body, headers={"X-Shopify-API-Version": version})
+
+    async def _handle_bulk_result(self, request: web.Request) -> web.StreamResponse:
+        """A bulk result file, as Shopify's signed storage URL serves it (no token needed)."""
+        name = re.fullmatch(r"(\d+)\.jsonl", request.match_info["name"])
+        operation = (
+            self._bulk_operations.get(_gid("BulkOperation", int(name.group(1)))) if name else None
+        )
+        signature = request.query.get("signature", "")
+        if operation is None or not _same_secret(signature, operation.signature):
+            return _storage_error(403, "SignatureDoesNotMatch", "Access denied.")
+        self._advance_bulk(operation)
+        with_token = "X-Shopify-Access-Token" in request.headers
+        status = self.faults._take_download_failure()
+        if status is None and (operation.status != "COMPLETED" or operation.jsonl is None):
+            status = 400
+        self.bulk_downloads.append(BulkDownload(operation.id, status or 200, with_token))
+        if status == 400:
+            return _storage_error(400, "ExpiredToken", "The provided token has expired.")
+        if status is not None:
+            return _storage_error(status, "InternalError", http.HTTPStatus(status).phrase)
+        assert operation.jsonl is not None
+        return web.Response(body=operation.jsonl, content_type="application/jsonl")
 
     async def _handle_access_token(self, request: web.Request) -> web.StreamResponse:
         if self.faults.outage:
@@ -1340,8 +1832,12 @@ class ShopifySim:
         operation_name: str | None = None,
         *,
         version: str = "2026-10",
+        origin: str = DEFAULT_ORIGIN,
     ) -> dict[str, Any]:
-        """Run one authenticated GraphQL request as Shopify would; returns the JSON body."""
+        """Run one authenticated GraphQL request as Shopify would; returns the JSON body.
+
+        `origin` is where the request came in: bulk result URLs point there.
+        """
         provided = dict(variables or {})
         document, errors = _prepare(query)
         if document is None:
@@ -1371,7 +1867,7 @@ class ShopifySim:
             return self._throttled(requested)
         self._bucket -= requested
         is_mutation = operation.operation is OperationType.MUTATION
-        context = _Request(self, version, raw_variables)
+        context = _Request(self, version, raw_variables, origin=origin)
         result = execute_sync(
             _SCHEMA,
             document,
@@ -1450,6 +1946,8 @@ class ShopifySim:
             if item_num is None:
                 return None
             return self._level(_gid("InventoryItem", int(item_num)), _gid("Location", num))
+        if kind == "BulkOperation":
+            return self._bulk_operation(_gid(kind, num))
         lookup: dict[str, Mapping[str, Any]] = {
             "InventoryItem": self._items,
             "Location": self._locations,
@@ -1489,31 +1987,42 @@ class ShopifySim:
             return self._available[key] + self._committed.get(key, 0)
         return 0
 
-    def _location_connection(self, args: Mapping[str, Any]) -> _Connection:
+    def _location_connection(self, args: Mapping[str, Any], bulk: _BulkRead | None) -> _Connection:
         nums = sorted(self._location_nums)
-        return _paginate(nums, args, self._location_nums.__getitem__)
+        return _paginate(nums, args, self._location_nums.__getitem__, bulk)
 
-    def _variant_connection(self, args: Mapping[str, Any]) -> _Connection:
+    def _variant_connection(self, args: Mapping[str, Any], bulk: _BulkRead | None) -> _Connection:
         query = args.get("query")
         nums = self._variant_order if not query else self._search_variants(query)
-        return _paginate(nums, args, self._variant_nums.__getitem__)
+        return _paginate(nums, args, self._variant_nums.__getitem__, bulk)
 
-    def _item_connection(self, args: Mapping[str, Any]) -> _Connection:
+    def _variants_count(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        # `query` has no supported search fields on Shopify: every variant counts.
+        total, limit = len(self._variant_order), args.get("limit")
+        if limit is not None and total > limit:
+            return {"count": limit, "precision": "AT_LEAST"}
+        return {"count": total, "precision": "EXACT"}
+
+    def _item_connection(self, args: Mapping[str, Any], bulk: _BulkRead | None) -> _Connection:
         query = args.get("query")
         if not query:
-            return _paginate(self._item_order, args, self._item_nums.__getitem__)
+            return _paginate(self._item_order, args, self._item_nums.__getitem__, bulk)
         item_nums = sorted(
             {self._variant_nums[n].item.num for n in self._search_variants(query, by_item=True)}
         )
-        return _paginate(item_nums, args, self._item_nums.__getitem__)
+        return _paginate(item_nums, args, self._item_nums.__getitem__, bulk)
 
-    def _location_levels(self, location: _Location, args: Mapping[str, Any]) -> _Connection:
+    def _location_levels(
+        self, location: _Location, args: Mapping[str, Any], bulk: _BulkRead | None
+    ) -> _Connection:
         def fetch(item_num: int) -> _LevelRef | None:
             return self._level(_gid("InventoryItem", item_num), location.id)
 
-        return _paginate(location.item_nums, args, fetch)
+        return _paginate(location.item_nums, args, fetch, bulk)
 
-    def _item_levels(self, item: _Item, args: Mapping[str, Any]) -> _Connection:
+    def _item_levels(
+        self, item: _Item, args: Mapping[str, Any], bulk: _BulkRead | None
+    ) -> _Connection:
         def fetch(location_num: int) -> _LevelRef | None:
             return self._level(item.id, _gid("Location", location_num))
 
@@ -1521,7 +2030,7 @@ class ShopifySim:
         stocked = [
             num for num, loc in self._location_nums.items() if (item.id, loc.id) in self._available
         ]
-        return _paginate(sorted(stocked), args, fetch)
+        return _paginate(sorted(stocked), args, fetch, bulk)
 
     def _search_variants(self, query: str, *, by_item: bool = False) -> list[int]:
         """Numbers of the variants a search query matches, ascending."""
@@ -1548,6 +2057,161 @@ class ShopifySim:
             if any(all(_term_matches(t, variant.sku, num, text) for t in g) for g in groups):
                 matches.append(variant.num)
         return sorted(matches)
+
+    # -- bulk operations -------------------------------------------------------------------------
+
+    def _bulk_operation(self, gid: str) -> _BulkOperation | None:
+        operation = self._bulk_operations.get(gid)
+        if operation is not None:
+            self._advance_bulk(operation)
+        return operation
+
+    def _current_bulk_operation(self, kind: str) -> _BulkOperation | None:
+        # The sim runs no bulk mutations, so the most recent MUTATION operation is none.
+        if kind != "QUERY" or not self._bulk_operations:
+            return None
+        return self._bulk_operation(next(reversed(self._bulk_operations)))
+
+    async def _settle_bulk(self) -> None:
+        """Give operations whose delay is over a moment to write their last slices."""
+        now = self._clock()
+        due = [
+            op.writer
+            for op in self._bulk_operations.values()
+            if op.writer is not None
+            and not op.writer.done()
+            and now - op.started_at >= self.bulk_delay
+        ]
+        if due:
+            await asyncio.wait(due, timeout=BULK_SETTLE_SECONDS)
+
+    async def _stop_bulk_writers(self, _app: web.Application) -> None:
+        writers = [op.writer for op in self._bulk_operations.values() if op.writer is not None]
+        for writer in writers:
+            writer.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
+
+    def _bulk_url(self, operation: _BulkOperation, origin: str) -> str | None:
+        if operation.status != "COMPLETED" or not operation.jsonl:
+            return None
+        return f"{origin}/bulk/{operation.num}.jsonl?signature={operation.signature}"
+
+    def _run_bulk_query(self, info: _Info, query: str, group_objects: bool) -> dict[str, Any]:
+        request = _request(info)
+        self.mutation_calls["bulkOperationRunQuery"] += 1
+        document = _checked_bulk_query(query)
+        if isinstance(document, str):
+            return _bulk_refusal("INVALID", ["query"], document)
+        for operation in self._bulk_operations.values():
+            self._advance_bulk(operation)
+        running = [op for op in self._bulk_operations.values() if op.status in BULK_RUNNING]
+        concurrent = request.version == "unstable" or request.version >= BULK_CONCURRENCY_VERSION
+        limit = self.bulk_query_limit
+        if limit is None:
+            limit = BULK_QUERIES_AT_ONCE if concurrent else 1
+        if len(running) >= limit:
+            if concurrent:
+                return _bulk_refusal(
+                    "LIMIT_REACHED", None, "Bulk operations limit reached. Please try again later."
+                )
+            return _bulk_refusal(
+                "OPERATION_IN_PROGRESS",
+                None,
+                f"A bulk query operation for this app and shop is already in progress: "
+                f"{running[-1].id}.",
+            )
+        num = next(self._ids)
+        operation = _BulkOperation(
+            num=num,
+            id=_gid("BulkOperation", num),
+            query=query,
+            document=document,
+            version=request.version,
+            group_objects=group_objects,
+            started_at=self._clock(),
+            created_at=_now_iso(),
+            signature=secrets.token_urlsafe(24),
+            fail_with=self.faults._take_bulk_failure(),
+        )
+        self._bulk_operations[operation.id] = operation
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # executed outside any server: written when first looked at
+        if loop is not None and operation.fail_with is None:
+            operation.writer = loop.create_task(self._write_bulk(operation))
+        return {"bulkOperation": operation, "userErrors": []}
+
+    async def _write_bulk(self, operation: _BulkOperation) -> None:
+        """Write a result slice by slice, letting the server answer requests in between."""
+        try:
+            for _ in itertools.count():
+                if self._write_bulk_slice(operation):
+                    return
+                await asyncio.sleep(0)
+        except Exception:
+            # Whatever broke the writing fails the operation, as a broken export does on Shopify.
+            operation.fail_with = "INTERNAL_SERVER_ERROR"
+            operation.written = True
+
+    def _write_bulk_slice(self, operation: _BulkOperation) -> bool:
+        """Write the next slice of top-level nodes; True once the result is whole."""
+        start = operation.next_root
+        context = _Request(
+            self, operation.version, {}, bulk=True, bulk_window=(start, start + BULK_SLICE)
+        )
+        # The shop is read as it is while the operation runs, as on Shopify.
+        result = execute_sync(_SCHEMA, operation.document, context_value=context)
+        if result.errors or result.data is None:
+            operation.fail_with = "INTERNAL_SERVER_ERROR"
+            operation.written = True
+            return True
+        for depth, line in _bulk_lines(result.data, operation.document):
+            encoded = json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode()
+            part = operation.parts.setdefault(0 if operation.group_objects else depth, [])
+            part.append(encoded + b"\n")
+            operation.object_count += 1
+            if depth == 0:
+                operation.root_object_count += 1
+        operation.next_root = start + BULK_SLICE
+        operation.written = not context.bulk_more
+        return operation.written
+
+    def _advance_bulk(self, operation: _BulkOperation) -> None:
+        """Move an operation along the sim's clock: finish it once its delay is over and its
+        result written, expire it after seven days."""
+        now = self._clock()
+        if operation.status in BULK_RUNNING:
+            operation.status = "RUNNING"
+            if now - operation.started_at < self.bulk_delay:
+                return
+            if operation.fail_with is None and not operation.written:
+                if operation.writer is None:
+                    while not self._write_bulk_slice(operation):
+                        pass
+                elif not operation.writer.done():
+                    return  # still writing in the background
+                else:
+                    operation.fail_with = "INTERNAL_SERVER_ERROR"  # the writer was stopped
+            self._finish_bulk(operation, now)
+        if (
+            operation.status == "COMPLETED"
+            and operation.finished_at is not None
+            and now - operation.finished_at > BULK_RESULT_LIFETIME_SECONDS
+        ):
+            operation.status = "EXPIRED"
+
+    def _finish_bulk(self, operation: _BulkOperation, now: float) -> None:
+        operation.finished_at = now
+        if operation.fail_with is not None:
+            operation.status, operation.error_code = "FAILED", operation.fail_with
+            operation.parts, operation.object_count, operation.root_object_count = {}, 0, 0
+            return
+        operation.jsonl = b"".join(
+            line for depth in sorted(operation.parts) for line in operation.parts[depth]
+        )
+        operation.parts = {}
+        operation.status, operation.completed_at = "COMPLETED", _now_iso()
 
     # -- mutations ---------------------------------------------------------------------------------
 
@@ -1794,7 +2458,7 @@ class ShopifySim:
                     )
         return _AdjustmentGroup(
             id=_gid("InventoryAdjustmentGroup", next(self._ids)),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            created_at=_now_iso(),
             reason=reason,
             reference_document_uri=reference,
             changes=tuple(changes),
@@ -1886,6 +2550,23 @@ class ShopifySim:
 
 # --------------------------------------------------------------------------------------------
 # Small helpers used by the simulator
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _bulk_refusal(code: str, field_path: list[str] | None, message: str) -> dict[str, Any]:
+    return {"bulkOperation": None, "userErrors": [_user_error(code, field_path, message)]}
+
+
+def _storage_error(status: int, code: str, message: str) -> web.Response:
+    """An error as the storage host behind result URLs words it (XML, like Google Cloud)."""
+    body = (
+        "<?xml version='1.0' encoding='UTF-8'?>"
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
 
 
 def _same_secret(given: str, expected: str) -> bool:
