@@ -169,18 +169,33 @@ class Engine:
     # ---------------------------------------------------------------- catalogue and mappings
 
     async def prepare(self) -> None:
-        """Load or read whatever the catalogue and mappings still lack (cheap when warm)."""
-        if self.catalogue is None:
-            self.catalogue = await self._load_catalogue()
-            self._mappings_stale = True
-        if self.katana_locations is None:
-            self.katana_locations = await self.katana.locations()
-            self._mappings_stale = True
-        for conn in self.enabled():
-            if conn.name not in self.shopify_variants:
-                self.shopify_variants[conn.name] = await self.shopify[conn.name].variants()
-                self._parked.pop(conn.name, None)
+        """Load or read whatever the catalogue and mappings still lack (cheap when warm).
+
+        Katana and each Shopify store have budgets of their own, so their catalogues are read
+        at the same time: a cold start costs the slower of the reads, not their sum.
+        """
+
+        async def katana_catalogue() -> None:
+            if self.catalogue is None:
+                self.catalogue = await self._load_catalogue()
                 self._mappings_stale = True
+
+        async def katana_locations() -> None:
+            if self.katana_locations is None:
+                self.katana_locations = await self.katana.locations()
+                self._mappings_stale = True
+
+        async def shopify_catalogue(name: str) -> None:
+            self.shopify_variants[name] = await self.shopify[name].variants()
+            self._parked.pop(name, None)
+            self._mappings_stale = True
+
+        missing = [c.name for c in self.enabled() if c.name not in self.shopify_variants]
+        # gather, not a TaskGroup: the first failure propagates as itself (KatanaError,
+        # ShopifyError), which is what the callers handle.
+        await asyncio.gather(
+            katana_catalogue(), katana_locations(), *(shopify_catalogue(n) for n in missing)
+        )
         if self._mappings_stale:
             await self.rebuild_mappings()
 
