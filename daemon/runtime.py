@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -45,9 +45,8 @@ class Runtime:
         """A Katana client for these settings, on the runtime's session (after a reload)."""
         # Katana's budget is per account: keep the limiter's window across reloads unless the
         # budget itself changed.
-        if katana.requests_per_minute != self.settings.katana.requests_per_minute:
+        if katana.requests_per_minute != self.limiter.requests_per_minute:
             self.limiter = RateLimiter(katana.requests_per_minute)
-        self.settings = replace(self.settings, katana=katana)
         return KatanaClient(
             self.katana_session,
             katana.base_url,

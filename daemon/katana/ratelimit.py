@@ -64,6 +64,11 @@ class RateLimiter:
         # caller can slip past it between its wake-up and its start.
         self._lock = asyncio.Lock()
 
+    @property
+    def requests_per_minute(self) -> int:
+        """The budget this limiter keeps to."""
+        return self._budget
+
     async def acquire(self) -> None:
         """Wait until one more request may start, and count it as started."""
         async with self._lock:
