@@ -27,9 +27,8 @@ USER_AGENT = f"stocksync/{__version__}"
 
 @dataclass
 class Runtime:
-    """Open resources: state, HTTP sessions, API clients, the engine."""
+    """Open resources: state, HTTP sessions, API clients, the engine (it holds the settings)."""
 
-    settings: Settings
     store: StateStore
     metrics: Metrics
     katana_session: aiohttp.ClientSession
@@ -120,4 +119,4 @@ async def open_runtime(
             metrics,
         )
         await engine.start()
-        yield Runtime(settings, store, metrics, katana_session, shopify_session, limiter, engine)
+        yield Runtime(store, metrics, katana_session, shopify_session, limiter, engine)
