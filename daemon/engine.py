@@ -399,25 +399,54 @@ class Engine:
         """Poll Katana, push what changed to every enabled connection, record the result."""
         report = CycleReport(run_id=uuid.uuid4().hex[:12])
         with structlog.contextvars.bound_contextvars(run_id=report.run_id):
-            await self.prepare()
             if not self.enabled():
+                await self.prepare()
                 return report
-            report.changed_variants = await self.collect_changes()
+            full = {
+                c.name: await self.store.connection_synced(c.name) is None for c in self.enabled()
+            }
+            if any(full.values()):
+                report.changed_variants, work, stock = await self._full_sync_reads(full)
+            else:
+                await self.prepare()
+                report.changed_variants = await self.collect_changes()
+                work = await self._work(full)
+                stock = await self._read_stock(work)
             await self._sync_holds()
-            work: dict[str, tuple[bool, dict[int, DirtyMark]]] = {}
-            for conn in self.enabled():
-                full = await self.store.connection_synced(conn.name) is None
-                work[conn.name] = (full, await self.store.dirty(conn.name))
-            stock = await self._read_stock(work)
             outcomes = await asyncio.gather(
                 *(
-                    self._sync_connection(self.mappings[name], full, marks, stock, report.run_id)
-                    for name, (full, marks) in work.items()
+                    self._sync_connection(self.mappings[name], is_full, marks, stock, report.run_id)
+                    for name, (is_full, marks) in work.items()
                 )
             )
             report.connections.extend(outcomes)
             self.metrics.dirty_variants.set(await self.store.dirty_count())
         return report
+
+    async def _work(self, full: Mapping[str, bool]) -> dict[str, tuple[bool, dict[int, DirtyMark]]]:
+        """Each connection's share: full sync or not, and the dirty marks it will settle."""
+        return {name: (is_full, await self.store.dirty(name)) for name, is_full in full.items()}
+
+    async def _full_sync_reads(
+        self, full: Mapping[str, bool]
+    ) -> tuple[int, dict[str, tuple[bool, dict[int, DirtyMark]]], dict[int, list[StockRow]]]:
+        """A cycle with a full sync: read all Katana stock while the catalogues are read.
+
+        The full stock read is the longest Katana job and the Shopify catalogue read the longest
+        Shopify one; each API has its own budget, so they run side by side. The dirty marks are
+        taken before the stock read starts: changes recorded during it get fresh marks that
+        stay in the outbox for the next cycle, so none is settled with older stock.
+        """
+        work = await self._work(full)
+        stock_read = asyncio.create_task(self.katana.inventory(None))
+        try:
+            await self.prepare()
+            changed = await self.collect_changes()
+            rows = await stock_read
+        finally:
+            if not stock_read.done():
+                stock_read.cancel()
+        return changed, work, group_by_variant(rows)
 
     async def _sync_holds(self) -> None:
         holds = await self.store.holds()
@@ -436,19 +465,12 @@ class Engine:
     async def _read_stock(
         self, work: Mapping[str, tuple[bool, Mapping[int, DirtyMark]]]
     ) -> dict[int, list[StockRow]]:
-        """Read current Katana stock once for every connection: all of it, or dirty variants."""
-        if any(full for full, _ in work.values()):
-            rows = await self.katana.inventory(None)
-        else:
-            wanted: set[int] = set()
-            for name, (_, marks) in work.items():
-                targets = self.mappings[name].table.targets
-                wanted.update(v for v in marks if v in targets)
-            rows = await self.katana.inventory(sorted(wanted)) if wanted else []
-        by_variant: dict[int, list[StockRow]] = {}
-        for row in rows:
-            by_variant.setdefault(row.variant_id, []).append(row)
-        return by_variant
+        """Read current Katana stock of the dirty variants that some connection maps."""
+        wanted: set[int] = set()
+        for name, (_, marks) in work.items():
+            targets = self.mappings[name].table.targets
+            wanted.update(v for v in marks if v in targets)
+        return group_by_variant(await self.katana.inventory(sorted(wanted)) if wanted else [])
 
     async def _sync_connection(
         self,
@@ -598,3 +620,11 @@ class Engine:
                 seen.add(vid)
                 lag = (now - marks[vid].changed_at).total_seconds()
                 self.metrics.sync_lag.observe(max(0.0, lag))
+
+
+def group_by_variant(rows: Iterable[StockRow]) -> dict[int, list[StockRow]]:
+    """Stock rows grouped by Katana variant."""
+    grouped: dict[int, list[StockRow]] = {}
+    for row in rows:
+        grouped.setdefault(row.variant_id, []).append(row)
+    return grouped

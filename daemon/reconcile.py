@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from daemon.config import ConnectionSettings
 from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry, StockRow
 from daemon.domain.plan import plan_pushes
-from daemon.engine import ConnectionOutcome, Engine
+from daemon.engine import ConnectionOutcome, Engine, group_by_variant
 from daemon.mappings import ConnectionMapping
 
 log = structlog.get_logger(__name__)
@@ -145,10 +145,7 @@ class Reconciler:
         rows = await self.engine.katana.inventory(
             None if variant_ids is None else sorted(variant_ids)
         )
-        by_variant: dict[int, list[StockRow]] = {}
-        for row in rows:
-            by_variant.setdefault(row.variant_id, []).append(row)
-        return by_variant
+        return group_by_variant(rows)
 
     async def _reconcile_connection(
         self,
