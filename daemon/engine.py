@@ -42,6 +42,14 @@ log = structlog.get_logger(__name__)
 CURSOR_OVERLAP = timedelta(minutes=2)
 # With no cursor yet, start this far back: the first cycle of a connection is a full sync anyway.
 BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
+# Katana requests of a cycle in which nothing changed: one page per delta source, plus variants,
+# products, materials and BOM rows for the catalogue.
+IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
+
+
+def sustainable_poll_interval(requests_per_minute: int) -> float:
+    """The shortest poll interval whose idle cycles fit Katana's request budget."""
+    return IDLE_CYCLE_REQUESTS * 60 / requests_per_minute
 
 
 def utcnow() -> datetime:

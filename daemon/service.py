@@ -23,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.domain.mapping import LocationError
-from daemon.engine import CycleReport
+from daemon.engine import CycleReport, sustainable_poll_interval
 from daemon.http import Health, ListenError, build_app, start_http
 from daemon.katana.client import KatanaError
 from daemon.logs import HealthLog, add_secrets
@@ -122,6 +122,7 @@ class Daemon:
                     self._start_scheduler()
                     await self._catch_up_reconciliation()
                     self._spawn(self._heartbeat())
+                    self._warn_if_poll_outruns_katana()
                     log.info(
                         "daemon_started",
                         config=str(self.config_path),
@@ -147,6 +148,17 @@ class Daemon:
                 loop.remove_signal_handler(sig)
         log.info("daemon_stopped")
         return 0
+
+    def _warn_if_poll_outruns_katana(self) -> None:
+        floor = sustainable_poll_interval(self.settings.katana.requests_per_minute)
+        if self.settings.daemon.poll_interval_seconds < floor:
+            # Cycles then run back to back, paced by the limiter: fresher is not possible.
+            log.warning(
+                "poll_interval_below_katana_budget",
+                poll_interval_seconds=self.settings.daemon.poll_interval_seconds,
+                sustainable_seconds=round(floor, 1),
+                requests_per_minute=self.settings.katana.requests_per_minute,
+            )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
