@@ -18,4 +18,3 @@ def test_previous_fire_time_follows_the_configured_timezone() -> None:
     due = previous_fire_time("0 3 * * *", "Europe/Berlin", now)
     assert due is not None
     assert due.astimezone(UTC) == datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-
