@@ -26,7 +26,7 @@ from daemon.domain.models import (
     SnapshotEntry,
     StockRow,
 )
-from daemon.domain.plan import desired_levels, plan_pushes, safety_valve
+from daemon.domain.plan import desired_levels, group_by_variant, plan_pushes, safety_valve
 from daemon.katana.client import KatanaClient
 from daemon.katana.models import DELTA_SOURCES, Catalogue, Change, KatanaLocation
 from daemon.mappings import ConnectionMapping, build_connection_mapping
@@ -517,13 +517,8 @@ class Engine:
         only: Collection[int] | None,
     ) -> list[DesiredLevel]:
         """What Shopify should show for `only` (None = every mapped variant); problems noted."""
-        rows = (
-            [r for rows in stock.values() for r in rows]
-            if only is None
-            else [r for v in only for r in stock.get(v, ())]
-        )
         desired, problems = desired_levels(
-            rows,
+            stock,
             self.katana_variants(),
             mapping.table,
             mapping.locations,
@@ -628,11 +623,3 @@ class Engine:
                 seen.add(vid)
                 lag = (now - marks[vid].changed_at).total_seconds()
                 self.metrics.sync_lag.observe(max(0.0, lag))
-
-
-def group_by_variant(rows: Iterable[StockRow]) -> dict[int, list[StockRow]]:
-    """Stock rows grouped by Katana variant."""
-    grouped: dict[int, list[StockRow]] = {}
-    for row in rows:
-        grouped.setdefault(row.variant_id, []).append(row)
-    return grouped

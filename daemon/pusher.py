@@ -124,7 +124,7 @@ class Pusher:
                         report,
                     )
                 else:
-                    pending.append(replace(result.push, change_from=result.current))
+                    pending.append(result.push._replace(change_from=result.current))
             if not pending:
                 return
         report.unresolved.update(p.key for p in pending)

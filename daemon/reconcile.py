@@ -20,8 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConnectionSettings
 from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry, StockRow
-from daemon.domain.plan import plan_pushes
-from daemon.engine import ConnectionOutcome, Engine, group_by_variant
+from daemon.domain.plan import group_by_variant, plan_pushes
+from daemon.engine import ConnectionOutcome, Engine
 from daemon.mappings import ConnectionMapping
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
 
-from daemon.domain.models import StockRow
+from daemon.domain.models import Quantity, StockRow
 
 # Shopify rejects a total outside ±1e9 (INVALID_QUANTITY_TOO_HIGH / INVALID_QUANTITY_TOO_LOW).
 MAX_SHOPIFY_QUANTITY = 1_000_000_000
@@ -16,6 +16,11 @@ MIN_SHOPIFY_QUANTITY = -1_000_000_000
 # A plain decimal number as Katana writes it ("7.00000", "-2", ".5", "1E+3"). Stricter than
 # Decimal(): no NaN/Infinity and no Python-only spellings such as "1_000".
 _DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# A whole number as Katana writes it ("7", "-2", "7.00000"): parsed straight to an int.
+_WHOLE_TEXT = re.compile(r"([+-]?[0-9]{1,60})(?:\.0*)?")
+# Whole Decimals up to this many digits become ints; beyond, they stay Decimals (and are far
+# outside anything Shopify accepts anyway).
+_MAX_WHOLE_DIGITS = 60
 
 # Exact arithmetic: any result that would need rounding is an error, never a silent round-up.
 # 60 digits covers every plausible stock figure with room to spare.
@@ -51,26 +56,36 @@ class QuantityTooLow(ValueError):
         self.quantity = quantity
 
 
-def parse_quantity(text: str | int | float | Decimal | None, *, field: str) -> Decimal:
-    """Parse a Katana quantity exactly; raise ValueError naming the field and the value."""
+def parse_quantity(text: str | int | float | Decimal | None, *, field: str) -> Quantity:
+    """Parse a Katana quantity exactly: an int when whole, else a Decimal.
+
+    Raises ValueError naming the field and the value.
+    """
     if text is None:
         raise ValueError(f"{field} is missing")
     if isinstance(text, bool):  # bool is an int subclass; True is not a quantity
         raise ValueError(f"{field} is not a number: {_shown(text)}")
-    if isinstance(text, Decimal):
+    if isinstance(text, int):
+        return text
+    if isinstance(text, str):
+        # The common spelling, "7.00000", without building a Decimal first.
+        whole = _WHOLE_TEXT.fullmatch(text.strip())
+        if whole:
+            return int(whole.group(1))
+        value = _parse_text(text.strip(), field=field, original=text)
+    elif isinstance(text, Decimal):
         value = text
-    elif isinstance(text, int):
-        value = Decimal(text)
     elif isinstance(text, float):
         # repr() is the shortest text that round-trips: the number the JSON actually said,
         # without the binary noise Decimal(float) would carry.
         value = _parse_text(repr(text), field=field, original=text)
-    elif isinstance(text, str):
-        value = _parse_text(text.strip(), field=field, original=text)
     else:
         raise ValueError(f"{field} is not a number: {_shown(text)}")
     if not value.is_finite():
         raise ValueError(f"{field} is not a finite number: {_shown(text)}")
+    # "1E+3" is whole too; an exponent too large for an int stays a Decimal.
+    if value == value.to_integral_value() and abs(value.adjusted()) <= _MAX_WHOLE_DIGITS:
+        return int(value)
     return value
 
 
@@ -91,12 +106,30 @@ def _shown(value: object) -> str:
 
 def available_quantity(row: StockRow, *, is_kit: bool, policy: QuantityPolicy) -> int:
     """Shopify "available" for one Katana stock row: the formula, buffer, floor and clamp."""
-    in_stock = parse_quantity(row.in_stock, field="in_stock")
-    committed = parse_quantity(row.committed, field="committed")
+    in_stock, committed = row.in_stock, row.committed
     # A kit's potential (what can be assembled from components) is sellable too; null = 0.
-    potential = Decimal(0)
-    if is_kit and row.potential is not None:
-        potential = parse_quantity(row.potential, field="potential")
+    potential: Quantity = row.potential if is_kit and row.potential is not None else 0
+    if type(in_stock) is int and type(committed) is int and type(potential) is int:
+        # Whole numbers (nearly every row): int arithmetic is exact and needs no checks.
+        quantity = in_stock + potential - committed - policy.buffer
+    else:
+        quantity = _exact_available(in_stock, committed, potential, policy)
+    if quantity > MAX_SHOPIFY_QUANTITY:
+        raise QuantityTooHigh(quantity)
+    if quantity < 0 and not policy.allow_negative:
+        return 0
+    if quantity < MIN_SHOPIFY_QUANTITY:
+        raise QuantityTooLow(quantity)
+    return quantity
+
+
+def _exact_available(
+    in_stock: Quantity, committed: Quantity, potential: Quantity, policy: QuantityPolicy
+) -> int:
+    """The formula with a fraction (or an unchecked value) involved: exact, then floored."""
+    in_stock = Decimal(parse_quantity(in_stock, field="in_stock"))
+    committed = Decimal(parse_quantity(committed, field="committed"))
+    potential = Decimal(parse_quantity(potential, field="potential"))
     try:
         total = _EXACT.subtract(_EXACT.add(in_stock, potential), committed)
         total = _EXACT.subtract(total, Decimal(policy.buffer))
@@ -106,11 +139,4 @@ def available_quantity(row: StockRow, *, is_kit: bool, policy: QuantityPolicy) -
             "cannot be combined exactly"
         ) from exc
     # Floor, never round: 2.9 available units are 2 sellable ones, and -0.5 is a shortfall.
-    quantity = math.floor(total)
-    if quantity > MAX_SHOPIFY_QUANTITY:
-        raise QuantityTooHigh(quantity)
-    if quantity < 0 and not policy.allow_negative:
-        return 0
-    if quantity < MIN_SHOPIFY_QUANTITY:
-        raise QuantityTooLow(quantity)
-    return quantity
+    return math.floor(total)

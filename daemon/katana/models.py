@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
-from daemon.domain.models import KatanaVariant
+from daemon.domain.models import KatanaVariant, Quantity
 
 ItemKind = Literal["product", "material"]
 
@@ -61,7 +60,7 @@ class BomRow:
     id: str
     product_variant_id: int
     ingredient_variant_id: int
-    quantity: Decimal
+    quantity: Quantity
     deleted: bool = False
     updated_at: datetime | None = None
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from daemon.domain.models import StockRow
+from daemon.domain.models import Quantity, StockRow
 from daemon.domain.quantity import parse_quantity
 from daemon.katana.models import (
     BomRow,
@@ -90,13 +89,13 @@ class _Row:
         except ValueError:
             raise self.bad(f"{field} is not an ISO 8601 timestamp: {_short(value)}") from None
 
-    def quantity(self, field: str) -> Decimal:
+    def quantity(self, field: str) -> Quantity:
         try:
             return parse_quantity(self.raw.get(field), field=field)
         except ValueError as exc:
             raise self.bad(str(exc)) from None
 
-    def optional_quantity(self, field: str) -> Decimal | None:
+    def optional_quantity(self, field: str) -> Quantity | None:
         return None if self.raw.get(field) is None else self.quantity(field)
 
     def rows(self, field: str) -> list[object]:
@@ -183,7 +182,7 @@ def parse_bom_row(raw: object) -> BomRow:
 
 
 def parse_stock_row(raw: object) -> StockRow:
-    """One `/inventory` row: quantities stay exact Decimals; a null potential stays None."""
+    """One `/inventory` row: quantities stay exact (int or Decimal); a null potential stays None."""
     row = _Row(raw, row_id=_stock_row_id(raw) if isinstance(raw, Mapping) else None)
     return StockRow(
         variant_id=row.integer("variant_id"),

@@ -18,7 +18,13 @@ from daemon.domain.models import (
     SnapshotEntry,
     StockRow,
 )
-from daemon.domain.plan import MAX_BATCH_SIZE, batches, desired_levels, plan_pushes
+from daemon.domain.plan import (
+    MAX_BATCH_SIZE,
+    batches,
+    desired_levels,
+    group_by_variant,
+    plan_pushes,
+)
 from daemon.domain.quantity import QuantityPolicy, available_quantity
 
 ITEMS = [f"gid://shopify/InventoryItem/{n}" for n in range(40)]
@@ -165,10 +171,10 @@ def test_planning_from_katana_stock_converges_after_one_push(
     locations = {100: (LOCATIONS[0], LOCATIONS[1]), 101: (LOCATIONS[2],), 102: (LOCATIONS[3],)}
     rows = [StockRow(v, loc, a, b) for (v, loc), (a, b) in stock.items()]
     levels, problems = desired_levels(
-        rows, {k.id: k for k in katana}, table, locations, QuantityPolicy()
+        group_by_variant(rows), {k.id: k for k in katana}, table, locations, QuantityPolicy()
     )
     assert problems == []
     assert len({level.key for level in levels}) == len(levels)
     plan = plan_pushes(levels, snapshot)
-    batches(plan)  # no duplicate pair anywhere
+    assert len({push.key for push in plan}) == len(plan)  # no duplicate pair anywhere
     assert plan_pushes(levels, applied(snapshot, plan)) == []
