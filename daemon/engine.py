@@ -26,7 +26,13 @@ from daemon.domain.models import (
     SnapshotEntry,
     StockRow,
 )
-from daemon.domain.plan import desired_levels, group_by_variant, plan_pushes, safety_valve
+from daemon.domain.plan import (
+    desired_levels,
+    drops_to_zero,
+    group_by_variant,
+    plan_pushes,
+    safety_valve,
+)
 from daemon.katana.client import KatanaClient
 from daemon.katana.models import DELTA_SOURCES, Catalogue, Change, KatanaLocation
 from daemon.mappings import ConnectionMapping, build_connection_mapping
@@ -45,6 +51,9 @@ BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
 # Katana requests of a cycle in which nothing changed: one page per delta source, plus variants,
 # products, materials and BOM rows for the catalogue.
 IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
+# A full sync plans and pushes this many variants at a time (about 30,000 levels with three
+# locations): memory stays bounded by a chunk, and 120 full Shopify calls keep the pusher busy.
+FULL_SYNC_CHUNK = 10_000
 
 
 def sustainable_poll_interval(requests_per_minute: int) -> float:
@@ -492,20 +501,14 @@ class Engine:
         outcome = ConnectionOutcome(name=name, full_sync=full)
         with structlog.contextvars.bound_contextvars(connection=name):
             only: Collection[int] | None = None if full else set(marks)
-            report, planned_variants = await self.push_levels(
-                mapping, stock, only=only, run_id=run_id, outcome=outcome
+            unresolved = await self.push_levels(
+                mapping, stock, only=only, marks=marks, run_id=run_id, outcome=outcome
             )
-            if outcome.held:
+            if unresolved is None:  # held by the safety valve: every mark stays
                 return outcome
-            if report is None:
-                return outcome
-            unresolved_variants = {
-                planned_variants[key] for key in report.unresolved if key in planned_variants
-            }
-            done = {v: m.seq for v, m in marks.items() if v not in unresolved_variants}
+            done = {v: m.seq for v, m in marks.items() if v not in unresolved}
             await self.store.clear_dirty(name, done)
-            self._observe_lag(report, marks)
-            if full and not report.failed and not report.unresolved:
+            if full and not outcome.errors and not unresolved:
                 await self.store.set_connection_synced(name, self._now())
                 log.info("full_sync_done", applied=outcome.applied, rejected=outcome.rejected)
         return outcome
@@ -515,6 +518,8 @@ class Engine:
         mapping: ConnectionMapping,
         stock: Mapping[int, list[StockRow]],
         only: Collection[int] | None,
+        *,
+        note_problems: bool = True,
     ) -> list[DesiredLevel]:
         """What Shopify should show for `only` (None = every mapped variant); problems noted."""
         desired, problems = desired_levels(
@@ -525,7 +530,8 @@ class Engine:
             mapping.settings.policy,
             only=only,
         )
-        await self._note_problems(mapping.name, problems)
+        if note_problems:
+            await self._note_problems(mapping.name, problems)
         return desired
 
     async def push_levels(
@@ -534,19 +540,63 @@ class Engine:
         stock: Mapping[int, list[StockRow]],
         *,
         only: Collection[int] | None,
+        marks: Mapping[int, DirtyMark],
         run_id: str,
         outcome: ConnectionOutcome,
-    ) -> tuple[PushReport | None, dict[LevelKey, int]]:
-        """Compute desired levels for `only` (None = all mapped), diff with the snapshot, push."""
-        desired = await self.desired(mapping, stock, only)
+    ) -> set[int] | None:
+        """Make Shopify show Katana's levels for `only` (None = every mapped variant).
+
+        Returns the variants whose push is unresolved (they stay dirty), or None when the
+        safety valve holds the connection. A full sync plans and pushes FULL_SYNC_CHUNK
+        variants at a time, so its memory is bounded by a chunk rather than the catalogue
+        (each chunk is planned twice: the valve must judge the whole plan before any push).
+        """
+        if only is None:
+            ids = sorted(mapping.table.targets)
+            chunks: list[Collection[int]] = [
+                ids[start : start + FULL_SYNC_CHUNK]
+                for start in range(0, len(ids), FULL_SYNC_CHUNK)
+            ]
+        else:
+            chunks = [only]
+        drops = 0
+        kept: list[PlannedPush] | None = None
+        for chunk in chunks:
+            plan, snapshot = await self._plan(mapping, stock, chunk, outcome)
+            drops += drops_to_zero(plan, snapshot)
+            outcome.planned += len(plan)
+            kept = plan if len(chunks) == 1 else None
+        if not await self._valve_allows(mapping, drops, outcome):
+            return None
+        unresolved: set[int] = set()
+        for chunk in chunks:
+            plan = kept if kept is not None else (await self._plan(mapping, stock, chunk))[0]
+            report = await self._push(mapping, plan, run_id, outcome)
+            self._observe_lag(report, marks)
+            if report.unresolved:
+                unresolved.update(p.katana_variant_id for p in plan if p.key in report.unresolved)
+        self._log_pushed(outcome, len(unresolved))
+        return unresolved
+
+    async def _plan(
+        self,
+        mapping: ConnectionMapping,
+        stock: Mapping[int, list[StockRow]],
+        only: Collection[int],
+        outcome: ConnectionOutcome | None = None,
+    ) -> tuple[list[PlannedPush], dict[LevelKey, SnapshotEntry]]:
+        """The pushes for `only`, and the snapshot they were diffed against.
+
+        With `outcome` (the first look at these variants) problems are noted and the levels
+        counted; without, the same plan is rebuilt quietly.
+        """
+        desired = await self.desired(mapping, stock, only, note_problems=outcome is not None)
         parked = self._parked.get(mapping.name, set())
         desired = [d for d in desired if d.key not in parked]
-        items = None if only is None else {d.inventory_item_id for d in desired}
-        snapshot = await self.store.snapshot(mapping.name, items)
-        plan = plan_pushes(desired, snapshot)
-        outcome.considered = len(desired)
-        report = await self.execute(mapping, plan, snapshot, run_id, outcome)
-        return report, {p.key: p.katana_variant_id for p in plan}
+        if outcome is not None:
+            outcome.considered += len(desired)
+        snapshot = await self.store.snapshot(mapping.name, {d.inventory_item_id for d in desired})
+        return plan_pushes(desired, snapshot), snapshot
 
     async def execute(
         self,
@@ -557,14 +607,24 @@ class Engine:
         outcome: ConnectionOutcome,
     ) -> PushReport | None:
         """Guard a plan with the safety valve, push it, report rejections. None when held."""
-        name = mapping.name
         outcome.planned = len(plan)
+        if not await self._valve_allows(mapping, drops_to_zero(plan, baseline), outcome):
+            return None
+        report = await self._push(mapping, plan, run_id, outcome)
+        self._log_pushed(outcome, len(report.unresolved))
+        return report
+
+    async def _valve_allows(
+        self, mapping: ConnectionMapping, drops: int, outcome: ConnectionOutcome
+    ) -> bool:
+        """False (and the connection held) when `drops` levels to 0 trip the safety valve."""
+        name = mapping.name
         if name in self._released:
+            # An operator released the hold: this push goes through once, unjudged.
             self._released.discard(name)
         else:
             hold = safety_valve(
-                plan,
-                baseline,
+                drops,
                 mapping.mapped_levels,
                 mapping.settings.max_drop_fraction,
                 mapping.settings.min_drop_count,
@@ -573,7 +633,18 @@ class Engine:
                 await self._hold(name, hold.drops, hold.mapped)
         if name in self._held:
             outcome.held = True
-            return None
+            return False
+        return True
+
+    async def _push(
+        self,
+        mapping: ConnectionMapping,
+        plan: Sequence[PlannedPush],
+        run_id: str,
+        outcome: ConnectionOutcome,
+    ) -> PushReport:
+        """Push a plan; count the outcome, park and report the rejected pairs."""
+        name = mapping.name
         report = await self._pusher.push(mapping.settings, self.shopify[name], plan, run_id)
         outcome.applied += len(report.applied)
         outcome.rejected += len(report.rejected)
@@ -591,16 +662,19 @@ class Engine:
                 for r in report.rejected
             ],
         )
-        if plan:
+        return report
+
+    @staticmethod
+    def _log_pushed(outcome: ConnectionOutcome, unresolved: int) -> None:
+        if outcome.planned:
             log.info(
                 "pushed",
-                planned=len(plan),
-                applied=len(report.applied),
-                rejected=len(report.rejected),
-                stale_overwrites=report.stale_overwrites,
-                unresolved=len(report.unresolved),
+                planned=outcome.planned,
+                applied=outcome.applied,
+                rejected=outcome.rejected,
+                stale_overwrites=outcome.stale_overwrites,
+                unresolved=unresolved,
             )
-        return report
 
     async def _hold(self, name: str, drops: int, mapped: int) -> None:
         reason = (

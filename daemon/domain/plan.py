@@ -151,16 +151,8 @@ class Hold:
     fraction: float
 
 
-def safety_valve(
-    plan: Sequence[PlannedPush],
-    snapshot: Mapping[LevelKey, SnapshotEntry],
-    mapped_levels: int,
-    max_drop_fraction: float,
-    min_drop_count: int,
-) -> Hold | None:
-    """Hold the push when too many mapped levels would drop from above 0 to 0 in one cycle."""
-    if mapped_levels <= 0:
-        return None
+def drops_to_zero(plan: Iterable[PlannedPush], snapshot: Mapping[LevelKey, SnapshotEntry]) -> int:
+    """How many planned pushes set a level stocksync last left above 0 to 0."""
     drops = 0
     for push in plan:
         if push.quantity != 0:
@@ -169,6 +161,15 @@ def safety_valve(
         # In-flight pairs count too: the last value we sent may well be what Shopify shows.
         if entry is not None and entry.quantity is not None and entry.quantity > 0:
             drops += 1
+    return drops
+
+
+def safety_valve(
+    drops: int, mapped_levels: int, max_drop_fraction: float, min_drop_count: int
+) -> Hold | None:
+    """Hold the push when too many mapped levels (`drops_to_zero`) would drop to 0 at once."""
+    if mapped_levels <= 0:
+        return None
     # Compare exactly against the decimal the operator wrote: 0.57 × 100 is 56.999… in floats.
     limit = Fraction(repr(max_drop_fraction)) * mapped_levels
     if drops > limit and drops >= min_drop_count:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from daemon import engine as engine_module
 from daemon.domain.models import LevelKey
 from daemon.shopify import client as shopify_client
 from daemon.store import StateStore
@@ -280,6 +281,42 @@ async def test_safety_valve_holds_a_mass_drop_until_released(world: World) -> No
         released = await runtime.engine.cycle()
         assert not released.connections[0].held
         assert all(world.levels(t) == (0, 0) for _, t in variants if t)
+
+
+async def test_full_sync_pushes_every_variant_chunk_by_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
+    variants = [world.product(f"V{i}", stock=i + 1) for i in range(5)]
+
+    report = await world.cycle()
+
+    assert report.ok
+    assert report.connections[0].full_sync
+    assert report.pushed == 10  # 5 variants x 2 Shopify locations, over 3 chunks
+    assert all(world.levels(t) == (i + 1, i + 1) for i, (_, t) in enumerate(variants) if t)
+    assert (await world.cycle()).pushed == 0  # synced: the next cycle is a delta cycle
+
+
+async def test_safety_valve_judges_a_whole_full_sync_not_each_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 variants per chunk: each chunk alone drops 4 levels, below min_drop_count = 5;
+    # the whole full sync drops 8 of 8, which must hold the connection before any push.
+    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
+    settings = world.settings("min_drop_count = 5\nmax_drop_fraction = 0.5\n")
+    variants = [world.product(f"V{i}", stock=5) for i in range(4)]
+    async with world.runtime(settings) as runtime:
+        await runtime.engine.cycle()
+        for variant_id, _ in variants:
+            world.katana.adjust_stock(variant_id, world.warehouse, -5)
+        await runtime.store.set_connection_synced("shop", None)  # as after a crash mid-sync
+
+        held = await runtime.engine.cycle()
+
+        assert held.connections[0].full_sync
+        assert held.connections[0].held
+        assert all(world.levels(t) == (5, 5) for _, t in variants if t)
 
 
 async def test_item_not_stocked_at_location_is_reported_and_others_pushed(world: World) -> None:

@@ -23,6 +23,7 @@ from daemon.domain.plan import (
     Hold,
     batches,
     desired_levels,
+    drops_to_zero,
     group_by_variant,
     plan_pushes,
     safety_valve,
@@ -317,62 +318,88 @@ def drops_plan(count: int) -> tuple[list[PlannedPush], dict[tuple[str, str], Sna
 
 def test_safety_valve_holds_when_drops_exceed_fraction_and_minimum() -> None:
     plan, snapshot = drops_plan(30)
-    hold = safety_valve(plan, snapshot, mapped_levels=50, max_drop_fraction=0.5, min_drop_count=20)
+    hold = safety_valve(
+        drops_to_zero(plan, snapshot), mapped_levels=50, max_drop_fraction=0.5, min_drop_count=20
+    )
     assert hold == Hold(drops=30, mapped=50, fraction=0.6)
 
 
 def test_safety_valve_does_not_hold_at_exactly_the_fraction() -> None:
     plan, snapshot = drops_plan(25)
-    assert safety_valve(plan, snapshot, 50, max_drop_fraction=0.5, min_drop_count=20) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 50, max_drop_fraction=0.5, min_drop_count=20)
+        is None
+    )
 
 
 def test_safety_valve_compares_the_decimal_fraction_exactly() -> None:
     # 0.57 * 100 is 56.99999999999999 in floats: 57 drops must not trip the valve.
     plan, snapshot = drops_plan(57)
-    assert safety_valve(plan, snapshot, 100, max_drop_fraction=0.57, min_drop_count=1) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 100, max_drop_fraction=0.57, min_drop_count=1)
+        is None
+    )
     plan, snapshot = drops_plan(58)
-    assert safety_valve(plan, snapshot, 100, max_drop_fraction=0.57, min_drop_count=1) is not None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 100, max_drop_fraction=0.57, min_drop_count=1)
+        is not None
+    )
 
 
 def test_safety_valve_does_not_hold_below_min_drop_count() -> None:
     plan, snapshot = drops_plan(19)
-    assert safety_valve(plan, snapshot, 20, max_drop_fraction=0.5, min_drop_count=20) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 20, max_drop_fraction=0.5, min_drop_count=20)
+        is None
+    )
 
 
 def test_safety_valve_holds_at_exactly_min_drop_count() -> None:
     plan, snapshot = drops_plan(20)
-    assert safety_valve(plan, snapshot, 20, max_drop_fraction=0.5, min_drop_count=20) == Hold(
-        20, 20, 1.0
-    )
+    assert safety_valve(
+        drops_to_zero(plan, snapshot), 20, max_drop_fraction=0.5, min_drop_count=20
+    ) == Hold(20, 20, 1.0)
 
 
 def test_push_to_zero_from_zero_or_unknown_is_not_a_drop() -> None:
     plan = [push(1, SHOP_A, 0), push(2, SHOP_A, 0), push(3, SHOP_A, 0)]
     snapshot = {(item(1), SHOP_A): SnapshotEntry(0), (item(2), SHOP_A): SnapshotEntry(None)}
-    assert safety_valve(plan, snapshot, 3, max_drop_fraction=0.0, min_drop_count=1) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 3, max_drop_fraction=0.0, min_drop_count=1)
+        is None
+    )
 
 
 def test_push_to_a_positive_value_is_not_a_drop() -> None:
     plan = [push(1, SHOP_A, 1, change_from=9)]
     snapshot = {(item(1), SHOP_A): SnapshotEntry(9)}
-    assert safety_valve(plan, snapshot, 1, max_drop_fraction=0.0, min_drop_count=1) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 1, max_drop_fraction=0.0, min_drop_count=1)
+        is None
+    )
 
 
 def test_in_flight_pair_with_positive_last_value_counts_as_a_drop() -> None:
     plan = [push(1, SHOP_A, 0)]
     snapshot = {(item(1), SHOP_A): SnapshotEntry(7, in_flight=True)}
-    assert safety_valve(plan, snapshot, 1, max_drop_fraction=0.5, min_drop_count=1) == Hold(
-        1, 1, 1.0
-    )
+    assert safety_valve(
+        drops_to_zero(plan, snapshot), 1, max_drop_fraction=0.5, min_drop_count=1
+    ) == Hold(1, 1, 1.0)
 
 
 @pytest.mark.parametrize("mapped", [0, -5])
 def test_safety_valve_never_holds_without_mapped_levels(mapped: int) -> None:
     plan, snapshot = drops_plan(30)
-    assert safety_valve(plan, snapshot, mapped, max_drop_fraction=0.5, min_drop_count=1) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), mapped, max_drop_fraction=0.5, min_drop_count=1)
+        is None
+    )
 
 
 def test_safety_valve_ignores_rises_when_counting_drops() -> None:
     plan, snapshot = drops_plan(10)
     plan += [push(n, SHOP_C, 5) for n in range(100)]
-    assert safety_valve(plan, snapshot, 20, max_drop_fraction=0.5, min_drop_count=10) is None
+    assert (
+        safety_valve(drops_to_zero(plan, snapshot), 20, max_drop_fraction=0.5, min_drop_count=10)
+        is None
+    )
