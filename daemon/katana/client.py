@@ -241,9 +241,9 @@ class KatanaClient:
         failures = 0
         throttles = 0
         while True:
-            await self._limiter.acquire()
             try:
-                status, headers, body = await self._send(path, params)
+                async with self._limiter.request():
+                    status, headers, body = await self._send(path, params)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failures += 1
                 reason = "timed out" if isinstance(exc, TimeoutError) else _describe(exc)

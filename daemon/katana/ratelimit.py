@@ -2,15 +2,18 @@
 
 Katana allows 60 requests per 60 s per account, and every part of the daemon (delta polls,
 catalogue refreshes, inventory reads, reconciliation) shares that one budget. One `RateLimiter`
-is created per process and every request waits on it before it starts.
+is created per process and every request holds a place in it.
 
-Algorithm: a sliding-window log. It remembers when each of the last N requests started and lets
-a new one start only when fewer than N started in the trailing window. Unlike a token bucket
-with capacity N (which allows up to 2N-1 starts in some 60 s span: a full burst, then the
-refill), this guarantees the property Katana enforces — at most N starts in ANY 60 s window —
-whatever algorithm Katana's side uses, while still letting a cold start burst N requests. The
-window is widened by a little slack because Katana counts arrivals, not our start times, and
-network jitter can bring two starts 60.0 s apart within 60 s of each other on arrival.
+Algorithm: a sliding-window log of when requests *ended*. A request holds a place in the budget
+from before it is sent until its answer arrives (`async with limiter.request():`), and then for
+one window after that answer. Katana counts arrivals, and a request arrives somewhere between
+those two moments — possibly late, when it queued for a connection — so counting from its end
+guarantees what Katana enforces, at most N arrivals in ANY 60 s window, however long requests
+queue. (Counting from the start is not enough: a burst admitted at once queues for the
+session's few connections, so some of it arrives seconds after its start, inside the window of
+the next burst.) Unlike a token bucket with capacity N (which allows up to 2N-1 arrivals in some
+60 s span: a full burst, then the refill), a log still lets a cold start burst N requests. The
+window is widened by a little slack for the two clocks.
 
 On top of its own count it obeys the server: `X-Ratelimit-Remaining: 0` holds every caller until
 `X-Ratelimit-Reset`, and a 429's Retry-After holds everyone through `pause()`.
@@ -22,7 +25,8 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -58,7 +62,9 @@ class RateLimiter:
         # Only to turn the server's epoch reset time into a delay; waiting uses `clock`.
         self._wall = wall
         self._sleep = sleep
-        self._starts: deque[float] = deque()
+        self._in_flight = 0
+        self._ends: deque[float] = deque()  # when recent requests ended, oldest first
+        self._ended = asyncio.Event()  # set whenever a request ends
         self._blocked_until = -math.inf
         # Fair (FIFO) and held while waiting: the first waiter is the next to start, and no
         # caller can slip past it between its wake-up and its start.
@@ -69,14 +75,33 @@ class RateLimiter:
         """The budget this limiter keeps to."""
         return self._budget
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start, and count it as started."""
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Hold one place in the budget while a request is sent and until its answer arrives."""
+        await self._admit()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._ends.append(self._clock())
+            self._ended.set()
+
+    async def _admit(self) -> None:
         async with self._lock:
             while True:
                 now = self._clock()
-                delay = self._delay(now)
+                while self._ends and self._ends[0] + self._span <= now + _EPSILON:
+                    self._ends.popleft()
+                delay = self._blocked_until - now
+                if self._in_flight + len(self._ends) >= self._budget:
+                    if not self._ends:
+                        # The whole budget is in flight: no place frees before an answer.
+                        self._ended.clear()
+                        await self._ended.wait()
+                        continue
+                    delay = max(delay, self._ends[0] + self._span - now)
                 if delay <= _EPSILON:
-                    self._starts.append(now)
+                    self._in_flight += 1
                     return
                 await self._sleep(delay)
 
@@ -108,14 +133,6 @@ class RateLimiter:
         # Katana's window is 60 s: a reset further out than one window means our clock and
         # Katana's disagree, and one window is always enough.
         return min(max(delay, 0.0), self._span)
-
-    def _delay(self, now: float) -> float:
-        while self._starts and self._starts[0] + self._span <= now + _EPSILON:
-            self._starts.popleft()
-        delay = self._blocked_until - now
-        if len(self._starts) >= self._budget:
-            delay = max(delay, self._starts[0] + self._span - now)
-        return delay
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -75,6 +75,12 @@ def limiter(
     )
 
 
+async def start(limit: RateLimiter) -> None:
+    """One request, answered the moment it is sent."""
+    async with limit.request():
+        pass
+
+
 def most_in_any_window(starts: list[float], window: float) -> int:
     ordered = sorted(starts)
     return max(
@@ -91,7 +97,7 @@ async def test_concurrent_callers_never_start_more_than_the_budget_in_any_60_sec
 
     async def caller() -> None:
         for _ in range(9):
-            await limit.acquire()
+            await start(limit)
             starts.append(time.now)
 
     await time.run(asyncio.gather(*(caller() for _ in range(20))), progress=starts.__len__)
@@ -106,7 +112,7 @@ async def test_a_full_budget_starts_at_once_without_waiting() -> None:
     time = FakeTime()
     limit = limiter(time, budget=5)
     for _ in range(5):
-        await limit.acquire()
+        await start(limit)
     assert time.sleeps == []
     assert time.now == EPOCH
 
@@ -117,10 +123,10 @@ async def test_the_request_after_the_budget_waits_until_the_oldest_start_leaves_
     time = FakeTime()
     limit = limiter(time, budget=3, slack=1.0)
     for _ in range(3):
-        await limit.acquire()
+        await start(limit)
         time.now += 10.0  # starts at +0, +10, +20
-    await time.run(limit.acquire())  # now +30: the +0 start leaves the 61 s window at +61
-    assert time.now == pytest.approx(EPOCH + 61.0)
+    await time.run(start(limit))  # now +30: the +0 start leaves the 61 s window at +61
+    assert time.now - EPOCH == pytest.approx(61.0)
 
 
 def test_budget_must_be_positive() -> None:
@@ -144,16 +150,16 @@ async def test_remaining_zero_blocks_every_caller_until_the_reset(
     limit = limiter(time, budget=60)
     limit.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": reset})
 
-    await time.run(asyncio.gather(limit.acquire(), limit.acquire()))
+    await time.run(asyncio.gather(start(limit), start(limit)))
 
-    assert time.now == pytest.approx(EPOCH + expected_wait)
+    assert time.now - EPOCH == pytest.approx(expected_wait)
 
 
 async def test_remaining_above_zero_does_not_block() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.observe({"X-Ratelimit-Remaining": "3", "X-Ratelimit-Reset": str(int(EPOCH + 30))})
-    await time.run(limit.acquire())
+    await time.run(start(limit))
     assert time.sleeps == []
 
 
@@ -161,15 +167,15 @@ async def test_ratelimit_headers_are_read_case_insensitively() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.observe({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "5"})
-    await time.run(limit.acquire())
-    assert time.now == pytest.approx(EPOCH + 5)
+    await time.run(start(limit))
+    assert time.now - EPOCH == pytest.approx(5)
 
 
 async def test_a_reset_in_the_past_does_not_block() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(EPOCH - 10))})
-    await time.run(limit.acquire())
+    await time.run(start(limit))
     assert time.sleeps == []
 
 
@@ -177,23 +183,23 @@ async def test_a_reset_far_ahead_is_capped_at_one_window_against_clock_skew() ->
     time = FakeTime()
     limit = limiter(time, slack=1.0)
     limit.observe({"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(EPOCH + 3600))})
-    await time.run(limit.acquire())
-    assert time.now == pytest.approx(EPOCH + 61.0)
+    await time.run(start(limit))
+    assert time.now - EPOCH == pytest.approx(61.0)
 
 
 async def test_remaining_zero_without_a_reset_waits_one_window() -> None:
     time = FakeTime()
     limit = limiter(time, slack=1.0)
     limit.observe({"X-Ratelimit-Remaining": "0"})
-    await time.run(limit.acquire())
-    assert time.now == pytest.approx(EPOCH + 61.0)
+    await time.run(start(limit))
+    assert time.now - EPOCH == pytest.approx(61.0)
 
 
 async def test_unreadable_ratelimit_headers_are_ignored() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.observe({"X-Ratelimit-Remaining": "soon", "X-Ratelimit-Reset": "later"})
-    await time.run(limit.acquire())
+    await time.run(start(limit))
     assert time.sleeps == []
 
 
@@ -201,8 +207,8 @@ async def test_pause_holds_every_caller_for_the_given_seconds() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.pause(7.0)
-    await time.run(asyncio.gather(limit.acquire(), limit.acquire(), limit.acquire()))
-    assert time.now == pytest.approx(EPOCH + 7.0)
+    await time.run(asyncio.gather(start(limit), start(limit), start(limit)))
+    assert time.now - EPOCH == pytest.approx(7.0)
 
 
 async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
@@ -210,8 +216,8 @@ async def test_a_shorter_pause_never_shortens_a_longer_one() -> None:
     limit = limiter(time)
     limit.pause(20.0)
     limit.pause(5.0)
-    await time.run(limit.acquire())
-    assert time.now == pytest.approx(EPOCH + 20.0)
+    await time.run(start(limit))
+    assert time.now - EPOCH == pytest.approx(20.0)
 
 
 @pytest.mark.parametrize(
@@ -237,12 +243,66 @@ async def test_a_cancelled_waiter_does_not_block_the_others() -> None:
     time = FakeTime()
     limit = limiter(time)
     limit.pause(10.0)
-    blocked = asyncio.ensure_future(limit.acquire())
+    blocked = asyncio.ensure_future(start(limit))
     for _ in range(5):
         await asyncio.sleep(0)
     assert time.sleeps == [pytest.approx(10.0)]  # parked inside the limiter, holding its lock
     blocked.cancel()
     with pytest.raises(asyncio.CancelledError):
         await blocked
-    await time.run(limit.acquire())
-    assert time.now == pytest.approx(EPOCH + 10.0)
+    await time.run(start(limit))
+    assert time.now - EPOCH == pytest.approx(10.0)
+
+
+async def test_a_request_counts_in_the_window_from_when_its_answer_arrived() -> None:
+    # Katana counts a request when it arrives, which can be as late as its answer: a slow
+    # request's place frees one window after the answer, not after the start.
+    time = FakeTime()
+    limit = limiter(time, budget=2, slack=1.0)
+
+    async def slow() -> None:
+        async with limit.request():
+            await time.sleep(30.0)  # sent at +0, answered at +30
+
+    await time.run(asyncio.gather(slow(), start(limit)))  # the second is answered at +0
+    await time.run(start(limit))  # waits for the +0 answer to leave: +61
+    assert time.now - EPOCH == pytest.approx(61.0)
+    await time.run(start(limit))  # waits for the +30 answer to leave: +91
+    assert time.now - EPOCH == pytest.approx(91.0)
+
+
+async def test_requests_in_flight_hold_their_places_until_answered() -> None:
+    time = FakeTime()
+    limit = limiter(time, budget=2, slack=1.0)
+    starts: list[float] = []
+
+    async def request(seconds: float) -> None:
+        async with limit.request():
+            starts.append(time.now)
+            await time.sleep(seconds)
+
+    # Two requests take the whole budget for 10 s and 20 s; the third may start only when the
+    # first answer (+10) has left the window: +71.
+    await time.run(
+        asyncio.gather(request(10.0), request(20.0), request(0.0)), progress=starts.__len__
+    )
+    assert [at - EPOCH for at in starts] == [0.0, 0.0, pytest.approx(71.0)]
+
+
+async def test_queued_arrivals_never_exceed_the_budget_in_any_window() -> None:
+    # 20 callers, each request delayed by a varying "connection queue" before it arrives and
+    # answered right after: arrivals, not starts, must respect the budget.
+    time = FakeTime()
+    limit = limiter(time, budget=30)
+    arrivals: list[float] = []
+
+    async def caller(n: int) -> None:
+        for i in range(6):
+            async with limit.request():
+                await time.sleep((n * 7 + i * 3) % 11 * 0.5)  # queued 0-5 s
+                arrivals.append(time.now)
+
+    await time.run(asyncio.gather(*(caller(n) for n in range(20))), progress=arrivals.__len__)
+
+    assert len(arrivals) == 120
+    assert most_in_any_window(arrivals, 60.0) <= 30
