@@ -104,11 +104,11 @@ async def run_bench(profile: Profile, options: Options, argv: list[str]) -> Benc
             finally:
                 await daemon.stop()
     echo(f"[bench] planner over {profile.planner_pairs:,} pairs")
-    planner = await measure_planner_isolated(profile.planner_pairs, seed=options.seed)
+    planner, planner_runs = await measure_planner_isolated(profile.planner_pairs, seed=options.seed)
     full_sync_figures(report, profile, full)
     freshness_figures(report, fresh)
     efficiency_figures(report, full, idle, efficiency)
-    footprint_figures(report, footprint, planner)
+    footprint_figures(report, footprint, planner, planner_runs)
     report.elapsed_seconds = time.monotonic() - began
     return report
 
