@@ -569,13 +569,15 @@ class Engine:
         if not await self._valve_allows(mapping, drops, outcome):
             return None
         unresolved: set[int] = set()
+        unresolved_pairs = 0
         for chunk in chunks:
             plan = kept if kept is not None else (await self._plan(mapping, stock, chunk))[0]
             report = await self._push(mapping, plan, run_id, outcome)
             self._observe_lag(report, marks)
             if report.unresolved:
+                unresolved_pairs += len(report.unresolved)
                 unresolved.update(p.katana_variant_id for p in plan if p.key in report.unresolved)
-        self._log_pushed(outcome, len(unresolved))
+        self._log_pushed(outcome, unresolved_pairs)
         return unresolved
 
     async def _plan(
@@ -666,6 +668,7 @@ class Engine:
 
     @staticmethod
     def _log_pushed(outcome: ConnectionOutcome, unresolved: int) -> None:
+        """One line per connection and push: totals, `unresolved` pairs of unknown outcome."""
         if outcome.planned:
             log.info(
                 "pushed",
