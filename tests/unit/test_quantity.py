@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.domain.models import StockRow
 from daemon.domain.quantity import (
@@ -88,6 +90,34 @@ def test_huge_bad_value_is_shortened_in_the_error_message() -> None:
     with pytest.raises(ValueError, match="in_stock") as info:
         parse_quantity("x" * 10_000, field="in_stock")
     assert len(str(info.value)) < 120
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("7.00000", 7), ("7", 7), ("-2.0", -2), ("+3.", 3), ("1E+3", 1000), ("0.000", 0)],
+)
+def test_whole_quantity_parses_to_an_int(text: str, expected: int) -> None:
+    value = parse_quantity(text, field="in_stock")
+    assert type(value) is int
+    assert value == expected
+
+
+@pytest.mark.parametrize("text", ["0.10000", "2.5", "-0.5", "1E-3"])
+def test_fractional_quantity_stays_an_exact_decimal(text: str) -> None:
+    value = parse_quantity(text, field="in_stock")
+    assert isinstance(value, Decimal)
+    assert value == Decimal(text)
+
+
+def test_whole_quantity_too_long_for_an_int_stays_a_decimal() -> None:
+    # int() of a 5,000-digit text would raise; such a value is only ever "too high" later.
+    value = parse_quantity("9" * 5_000, field="in_stock")
+    assert value == Decimal("9" * 5_000)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**12), max_value=10**12))
+def test_any_katana_decimal_text_parses_to_its_exact_value(number: Decimal) -> None:
+    assert parse_quantity(str(number), field="in_stock") == number
 
 
 # --- the formula ----------------------------------------------------------------------------
