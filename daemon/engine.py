@@ -56,6 +56,12 @@ IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
 FULL_SYNC_CHUNK = 10_000
 
 
+def full_sync_chunks(mapping: ConnectionMapping) -> list[list[int]]:
+    """Every mapped Katana variant, in FULL_SYNC_CHUNK-sized parts (in id order)."""
+    ids = sorted(mapping.table.targets)
+    return [ids[start : start + FULL_SYNC_CHUNK] for start in range(0, len(ids), FULL_SYNC_CHUNK)]
+
+
 def sustainable_poll_interval(requests_per_minute: int) -> float:
     """The shortest poll interval whose idle cycles fit Katana's request budget."""
     return IDLE_CYCLE_REQUESTS * 60 / requests_per_minute
@@ -551,14 +557,7 @@ class Engine:
         variants at a time, so its memory is bounded by a chunk rather than the catalogue
         (each chunk is planned twice: the valve must judge the whole plan before any push).
         """
-        if only is None:
-            ids = sorted(mapping.table.targets)
-            chunks: list[Collection[int]] = [
-                ids[start : start + FULL_SYNC_CHUNK]
-                for start in range(0, len(ids), FULL_SYNC_CHUNK)
-            ]
-        else:
-            chunks = [only]
+        chunks: list[Collection[int]] = [*full_sync_chunks(mapping)] if only is None else [only]
         drops = 0
         kept: list[PlannedPush] | None = None
         for chunk in chunks:

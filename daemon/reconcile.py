@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from daemon.config import ConnectionSettings
 from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry, StockRow
 from daemon.domain.plan import group_by_variant, plan_pushes
-from daemon.engine import ConnectionOutcome, Engine
+from daemon.engine import ConnectionOutcome, Engine, full_sync_chunks
 from daemon.mappings import ConnectionMapping
 
 log = structlog.get_logger(__name__)
@@ -160,32 +160,48 @@ class Reconciler:
             result.skipped = "sync_inventory is off"
             return result
         mapping = await engine.mapping_for(conn)
-        only = None if report.full else recent & set(mapping.table.targets)
-        desired = await engine.desired(mapping, stock, only)
-        result.considered = len(desired)
-        snapshot = await engine.store.snapshot(conn.name)
         if report.full:
-            self._progress(f"{conn.name}: reading {len(desired)} levels from Shopify")
-            baseline = await self._shopify_levels(mapping, [d.key for d in desired])
-            result.not_stocked = sum(1 for d in desired if d.key not in baseline)
-            # Drift = Shopify holds something other than what stocksync last pushed there.
-            result.drift = sum(
-                1
-                for key, entry in baseline.items()
-                if (last := snapshot.get(key)) is not None
-                and not last.in_flight
-                and last.quantity is not None
-                and last.quantity != entry.quantity
-            )
-            plan = plan_pushes(desired, baseline)
+            # The whole catalogue, a chunk at a time like a full sync: desired levels, Shopify's
+            # levels and the snapshot are held for one chunk, only the (small) plan for all.
+            chunks = full_sync_chunks(mapping)
         else:
-            # The overnight run pushes even when nothing moved: force past the diff.
-            baseline = snapshot
-            plan = plan_pushes(desired, snapshot, force=True)
-        result.differences = _differences(plan, baseline, snapshot)
+            chunks = [sorted(recent & set(mapping.table.targets))]
+        plan: list[PlannedPush] = []
+        baseline: dict[LevelKey, SnapshotEntry] = {}
+        for number, chunk in enumerate(chunks, start=1):
+            desired = await engine.desired(mapping, stock, chunk)
+            result.considered += len(desired)
+            snapshot = await engine.store.snapshot(
+                conn.name, {d.inventory_item_id for d in desired}
+            )
+            if report.full:
+                self._progress(
+                    f"{conn.name}: comparing {len(desired)} levels with Shopify "
+                    f"(part {number} of {len(chunks)})"
+                )
+                # The plan is diffed against what Shopify shows now.
+                against = await self._shopify_levels(mapping, [d.key for d in desired])
+                result.not_stocked += sum(1 for d in desired if d.key not in against)
+                # Drift = Shopify holds something other than what stocksync last pushed there.
+                result.drift += sum(
+                    1
+                    for key, entry in against.items()
+                    if (last := snapshot.get(key)) is not None
+                    and not last.in_flight
+                    and last.quantity is not None
+                    and last.quantity != entry.quantity
+                )
+                part = plan_pushes(desired, against)
+            else:
+                # The overnight run pushes even when nothing moved: force past the diff.
+                against = snapshot
+                part = plan_pushes(desired, snapshot, force=True)
+            result.differences.extend(_differences(part, against, snapshot))
+            plan.extend(part)
+            baseline.update((p.key, against[p.key]) for p in part if p.key in against)
         if report.dry_run:
             return result
-        result.outcome = ConnectionOutcome(name=conn.name, considered=len(desired))
+        result.outcome = ConnectionOutcome(name=conn.name, considered=result.considered)
         self._progress(f"{conn.name}: pushing {len(plan)} levels")
         await engine.execute(mapping, plan, baseline, report.run_id, result.outcome)
         engine.metrics.reconciliation_drift.labels(connection=conn.name).inc(result.drift)

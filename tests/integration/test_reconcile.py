@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from daemon import engine as engine_module
 from daemon.reconcile import Reconciler
 from tests.integration.conftest import World
 
@@ -46,6 +49,24 @@ async def test_full_reconciliation_overwrites_drift_and_counts_it(world: World) 
     assert world.metrics.registry.get_sample_value(
         "stocksync_reconciliation_last_success_timestamp_seconds"
     )
+
+
+async def test_full_reconciliation_compares_the_catalogue_chunk_by_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
+    twins = [world.product(f"PART{i}", stock=3)[1] for i in range(5)]
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        for twin in twins:
+            assert twin is not None
+            world.shop.set_available_manually(twin.inventory_item_id, world.shop_main, 9)
+
+        report = await Reconciler(runtime.engine).run(full=True)
+
+    assert report.connections[0].drift == 5  # spread over 3 chunks of up to 2 variants
+    assert report.connections[0].considered == 10
+    assert all(world.levels(twin) == (3, 3) for twin in twins if twin)
 
 
 async def test_dry_run_reports_differences_and_writes_nothing(world: World) -> None:
