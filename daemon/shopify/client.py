@@ -644,10 +644,8 @@ class ShopifyClient:
         throttles = 0
         renewed = False
         while True:
-            await self._bucket.reserve(cost)
             try:
-                token = await self._tokens.token()
-                reply = await self._post(token, document, variables)
+                token, reply = await self._paced_post(document, variables, cost)
             except ShopifyUnavailable as exc:
                 failures += 1
                 await self._back_off(failures, str(exc))
@@ -686,6 +684,17 @@ class ShopifyClient:
                 await self._back_off(failures, "response was not a JSON object")
                 continue
             return _data(reply.body)
+
+    async def _paced_post(
+        self, document: str, variables: Mapping[str, object], cost: float
+    ) -> tuple[Secret, _Reply]:
+        """Wait for `cost` in the bucket, send the operation; the token it was sent with."""
+        await self._bucket.reserve(cost)
+        try:
+            token = await self._tokens.token()
+            return token, await self._post(token, document, variables)
+        finally:
+            self._bucket.settle(cost)
 
     async def _post(self, token: Secret, document: str, variables: Mapping[str, object]) -> _Reply:
         """One HTTP request, counted and timed."""

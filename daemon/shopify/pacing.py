@@ -90,6 +90,10 @@ class CostBucket:
         self._status: ThrottleStatus | None = None
         self._level = 0.0
         self._level_at = 0.0
+        # Points reserved by queries not answered yet. An answer reports the bucket as Shopify
+        # saw it when that one query was charged; queries still in flight may be charged after
+        # it, so they stay debited (at worst counted twice: a little slower, never THROTTLED).
+        self._in_flight = 0.0
         # Reservations queue in arrival order, so a costly query is not starved by cheap ones.
         self._lock = asyncio.Lock()
 
@@ -99,10 +103,14 @@ class CostBucket:
         return self._status
 
     def observe(self, status: ThrottleStatus) -> None:
-        """Adopt Shopify's latest view of the bucket, replacing the model's estimate."""
+        """Adopt Shopify's latest view of the bucket, less what queries in flight reserved."""
         self._status = status
-        self._level = status.currently_available
+        self._level = status.currently_available - self._in_flight
         self._level_at = self._clock()
+
+    def settle(self, cost: float) -> None:
+        """A query reserved with `cost` was answered (or failed): it is no longer in flight."""
+        self._in_flight = max(0.0, self._in_flight - cost)
 
     def available(self) -> float | None:
         """Points the bucket holds now, restored since the last observation; None if unknown."""
@@ -121,7 +129,10 @@ class CostBucket:
         return max(0.0, (target - level) / self._status.restore_rate)
 
     async def reserve(self, cost: float) -> float:
-        """Wait until the bucket holds `cost`, then take it; returns the seconds waited."""
+        """Wait until the bucket holds `cost`, then take it; returns the seconds waited.
+
+        Every reservation is followed by exactly one `settle(cost)` once the query is answered.
+        """
         waited = 0.0
         async with self._lock:
             while (wait := self.wait_for(cost)) > _NEGLIGIBLE_WAIT:
@@ -133,4 +144,5 @@ class CostBucket:
                 # Shopify's answer (with the true level) arrives.
                 self._level = level - cost
                 self._level_at = self._clock()
+            self._in_flight += cost
         return waited

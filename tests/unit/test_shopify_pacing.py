@@ -94,6 +94,32 @@ async def test_each_reservation_is_debited_so_concurrent_queries_wait_for_the_re
     assert time.sleeps == [pytest.approx(2.0)]
 
 
+async def test_an_answer_does_not_forget_the_queries_still_in_flight() -> None:
+    # Four pushes of 10 points reserved at once; the first answer reports the bucket as Shopify
+    # saw it when only that push was charged (30 left). The other three are charged on arrival,
+    # so the model must not believe 30 points are free.
+    time = FakeTime()
+    pacer = bucket(time)
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=40, restore_rate=100))
+    await asyncio.gather(*(pacer.reserve(10) for _ in range(4)))
+
+    pacer.settle(10)
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=30, restore_rate=100))
+
+    assert pacer.available() == pytest.approx(0.0)
+    assert await pacer.reserve(10) == pytest.approx(0.1)
+
+
+async def test_a_settled_query_no_longer_holds_back_the_bucket() -> None:
+    time = FakeTime()
+    pacer = bucket(time)
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=50, restore_rate=100))
+    await pacer.reserve(10)
+    pacer.settle(10)
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=40, restore_rate=100))
+    assert pacer.available() == pytest.approx(40.0)
+
+
 async def test_waiting_reservations_are_served_in_arrival_order() -> None:
     time = FakeTime()
     pacer = bucket(time)
