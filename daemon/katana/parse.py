@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +17,13 @@ from daemon.katana.models import (
     KatanaVariantRow,
 )
 
+RowId = int | str | None
+
 
 class MalformedRow(ValueError):
     """A row that cannot be read; `row_id` identifies it in logs (None when it has no id)."""
 
-    def __init__(self, row_id: int | str | None, reason: str) -> None:
+    def __init__(self, row_id: RowId, reason: str) -> None:
         super().__init__(f"row {row_id!r}: {reason}")
         self.row_id = row_id
         self.reason = reason
@@ -30,14 +32,18 @@ class MalformedRow(ValueError):
 class _Row:
     """Typed, strict access to one JSON object; every failure names the field and the value."""
 
-    def __init__(self, raw: object, row_id: int | str | None = None) -> None:
+    def __init__(
+        self, raw: object, row_id: Callable[[Mapping[str, Any]], RowId] | None = None
+    ) -> None:
         if not isinstance(raw, Mapping):
             raise MalformedRow(None, f"expected a JSON object, got {_short(raw)}")
         self.raw: Mapping[str, Any] = raw
-        self.id = row_id if row_id is not None else _loggable_id(raw.get("id"))
+        self._row_id = row_id or _plain_id
 
     def bad(self, reason: str) -> MalformedRow:
-        return MalformedRow(self.id, reason)
+        # The id for the log line is worked out only for a row that turns out malformed: a
+        # 100k catalogue's 300k stock rows would otherwise each format one for nothing.
+        return MalformedRow(self._row_id(self.raw), reason)
 
     def integer(self, field: str) -> int:
         value = self.optional_integer(field)
@@ -183,7 +189,7 @@ def parse_bom_row(raw: object) -> BomRow:
 
 def parse_stock_row(raw: object) -> StockRow:
     """One `/inventory` row: quantities stay exact (int or Decimal); a null potential stays None."""
-    row = _Row(raw, row_id=_stock_row_id(raw) if isinstance(raw, Mapping) else None)
+    row = _Row(raw, row_id=_stock_row_id)
     return StockRow(
         variant_id=row.integer("variant_id"),
         location_id=row.integer("location_id"),
@@ -226,7 +232,7 @@ def parse_changes(source: str, raw: object) -> tuple[list[Change], list[Malforme
     seen: set[int] = set()
     for raw_line in row.rows(lines_field):
         try:
-            line = _Row(raw_line, row_id=_line_id(resource_id, raw_line))
+            line = _Row(raw_line, row_id=lambda line_raw: _line_id(resource_id, line_raw))
             variant_id = line.integer("variant_id")
         except MalformedRow as exc:
             problems.append(MalformedRow(_line_id(resource_id, raw_line), exc.reason))
@@ -242,11 +248,15 @@ def _line_id(resource_id: int, raw_line: object) -> str:
     return f"{resource_id}/{_loggable_id(line_id)}"
 
 
+def _plain_id(raw: Mapping[str, Any]) -> RowId:
+    return _loggable_id(raw.get("id"))
+
+
 def _stock_row_id(raw: Mapping[str, Any]) -> str:
     return f"{_loggable_id(raw.get('variant_id'))}@{_loggable_id(raw.get('location_id'))}"
 
 
-def _loggable_id(value: object) -> int | str | None:
+def _loggable_id(value: object) -> RowId:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
