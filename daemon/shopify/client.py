@@ -645,7 +645,9 @@ class ShopifyClient:
         renewed = False
         while True:
             try:
-                token, reply = await self._paced_post(document, variables, cost)
+                async with self._bucket.spend(cost):
+                    token = await self._tokens.token()
+                    reply = await self._post(token, document, variables)
             except ShopifyUnavailable as exc:
                 failures += 1
                 await self._back_off(failures, str(exc))
@@ -684,17 +686,6 @@ class ShopifyClient:
                 await self._back_off(failures, "response was not a JSON object")
                 continue
             return _data(reply.body)
-
-    async def _paced_post(
-        self, document: str, variables: Mapping[str, object], cost: float
-    ) -> tuple[Secret, _Reply]:
-        """Wait for `cost` in the bucket, send the operation; the token it was sent with."""
-        await self._bucket.reserve(cost)
-        try:
-            token = await self._tokens.token()
-            return token, await self._post(token, document, variables)
-        finally:
-            self._bucket.settle(cost)
 
     async def _post(self, token: Secret, document: str, variables: Mapping[str, object]) -> _Reply:
         """One HTTP request, counted and timed."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -128,10 +129,19 @@ class CostBucket:
         target = min(cost, self._status.maximum_available)
         return max(0.0, (target - level) / self._status.restore_rate)
 
+    @asynccontextmanager
+    async def spend(self, cost: float) -> AsyncIterator[None]:
+        """Reserve `cost` for one query, held as in flight until the query is answered."""
+        await self.reserve(cost)
+        try:
+            yield
+        finally:
+            self.settle(cost)
+
     async def reserve(self, cost: float) -> float:
         """Wait until the bucket holds `cost`, then take it; returns the seconds waited.
 
-        Every reservation is followed by exactly one `settle(cost)` once the query is answered.
+        The points count as in flight until `settle(cost)` (`spend` pairs the two).
         """
         waited = 0.0
         async with self._lock:

@@ -120,6 +120,17 @@ async def test_a_settled_query_no_longer_holds_back_the_bucket() -> None:
     assert pacer.available() == pytest.approx(40.0)
 
 
+async def test_a_query_that_fails_still_stops_holding_back_the_bucket() -> None:
+    time = FakeTime()
+    pacer = bucket(time)
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=50, restore_rate=100))
+    with pytest.raises(TimeoutError):
+        async with pacer.spend(10):
+            raise TimeoutError
+    pacer.observe(ThrottleStatus(maximum_available=1000, currently_available=40, restore_rate=100))
+    assert pacer.available() == pytest.approx(40.0)
+
+
 async def test_waiting_reservations_are_served_in_arrival_order() -> None:
     time = FakeTime()
     pacer = bucket(time)
