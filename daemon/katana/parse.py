@@ -232,9 +232,9 @@ def parse_changes(source: str, raw: object) -> tuple[list[Change], list[Malforme
     seen: set[int] = set()
     for raw_line in row.rows(lines_field):
         try:
-            line = _Row(raw_line, row_id=lambda line_raw: _line_id(resource_id, line_raw))
-            variant_id = line.integer("variant_id")
+            variant_id = _Row(raw_line).integer("variant_id")
         except MalformedRow as exc:
+            # Named by order and line (the line alone may not even be an object).
             problems.append(MalformedRow(_line_id(resource_id, raw_line), exc.reason))
             continue
         if variant_id not in seen:
