@@ -29,10 +29,10 @@ from daemon.domain.models import (
 from daemon.domain.plan import (
     desired_levels,
     drops_to_zero,
-    group_by_variant,
     plan_pushes,
     safety_valve,
 )
+from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaClient
 from daemon.katana.models import DELTA_SOURCES, Catalogue, Change, KatanaLocation
 from daemon.mappings import ConnectionMapping, build_connection_mapping
@@ -129,7 +129,6 @@ class Engine:
         self.katana_locations: list[KatanaLocation] | None = None
         self.shopify_variants: dict[str, list[ShopifyVariant]] = {}
         self.mappings: dict[str, ConnectionMapping] = {}
-        self._variants_by_id: dict[int, KatanaVariant] = {}
         # Changes already recorded, kept for the cursor overlap so re-reads cost no new work.
         self._seen_changes: dict[tuple[str, str, int, datetime], None] = {}
         # Pairs Shopify rejected (not stocked, not mutable...): parked until the connection's
@@ -233,7 +232,7 @@ class Engine:
             self.shopify_variants[conn.name] = await self.shopify[conn.name].variants()
         return build_connection_mapping(
             conn,
-            self.catalogue.katana_variants(),
+            self.catalogue.variants.values(),
             self.shopify_variants[conn.name],
             self.katana_locations,
         )
@@ -270,16 +269,15 @@ class Engine:
         """The engine's clock (UTC)."""
         return self._now()
 
-    def katana_variants(self) -> dict[int, KatanaVariant]:
-        """Every known Katana variant by id (as of the last mapping rebuild)."""
-        return self._variants_by_id
+    def katana_variants(self) -> Mapping[int, KatanaVariant]:
+        """Every known Katana variant by id."""
+        return {} if self.catalogue is None else self.catalogue.variants
 
     async def rebuild_mappings(self) -> None:
         """Re-apply the mapping rules; variants whose targets changed are made dirty."""
         assert self.catalogue is not None
         assert self.katana_locations is not None
-        variants = self.catalogue.katana_variants()
-        self._variants_by_id = {v.id: v for v in variants}
+        variants = self.catalogue.variants.values()
         now = self._now()
         fresh: dict[str, ConnectionMapping] = {}
         for conn in self.enabled():
@@ -287,10 +285,13 @@ class Engine:
                 conn, variants, self.shopify_variants[conn.name], self.katana_locations
             )
             fresh[conn.name] = mapping
-            changed = mapping.changed_variants(self.mappings.get(conn.name))
-            if changed and conn.name in self.mappings:
+            previous = self.mappings.get(conn.name)
+            # A first mapping (start-up, a connection switched on) records no changes: what
+            # the connection needs is already in its outbox, or it is due a full sync.
+            changed = set() if previous is None else mapping.changed_variants(previous)
+            if changed:
                 await self.store.record_changes(dict.fromkeys(changed, now), {}, [conn.name])
-            if changed or conn.name not in self.mappings:
+            if changed or previous is None:
                 await self._report_mapping(mapping)
         self.mappings = fresh
         self._mappings_stale = False
@@ -383,8 +384,8 @@ class Engine:
         # Rows re-read through the cursor overlap are usually unchanged: keep only real changes,
         # so an idle cycle neither rebuilds the mappings nor re-reads any stock.
         catalogue = self.catalogue
-        variants = [v for v in variants if catalogue.variants.get(v.id) != v]
-        items = [i for i in items if catalogue.items.get((i.kind, i.id)) != i]
+        variants = [v for v in variants if not catalogue.holds(v)]
+        items = [i for i in items if not catalogue.holds_item(i)]
         bom = [
             b for b in bom if (b.id in catalogue.bom if b.deleted else catalogue.bom.get(b.id) != b)
         ]
@@ -394,15 +395,9 @@ class Engine:
                 mark(row.product_variant_id, row.updated_at or started)
             for v in variants:
                 mark(v.id, v.updated_at)
-            changed_items = {(i.kind, i.id) for i in items}
-            if changed_items:
-                # Archiving a product retires its variants; is_auto_assembly makes them kits.
-                for v in catalogue.variants.values():
-                    if ("product", v.product_id) in changed_items or (
-                        "material",
-                        v.material_id,
-                    ) in changed_items:
-                        mark(v.id, started)
+            # Archiving a product retires its variants; is_auto_assembly makes them kits.
+            for variant_id in catalogue.variants_of({(i.kind, i.id) for i in items}):
+                mark(variant_id, started)
             catalogue.merge(variants, items, bom)
             await self.store.save_catalogue(variants, items, bom)
 
@@ -452,7 +447,7 @@ class Engine:
 
     async def _full_sync_reads(
         self, full: Mapping[str, bool]
-    ) -> tuple[int, dict[str, tuple[bool, dict[int, DirtyMark]]], dict[int, list[StockRow]]]:
+    ) -> tuple[int, dict[str, tuple[bool, dict[int, DirtyMark]]], StockTable]:
         """A cycle with a full sync: read all Katana stock while the catalogues are read.
 
         The full stock read is the longest Katana job and the Shopify catalogue read the longest
@@ -465,11 +460,11 @@ class Engine:
         try:
             await self.prepare()
             changed = await self.collect_changes()
-            rows = await stock_read
+            stock = await stock_read
         finally:
             if not stock_read.done():
                 stock_read.cancel()
-        return changed, work, group_by_variant(rows)
+        return changed, work, stock
 
     async def _sync_holds(self) -> None:
         holds = await self.store.holds()
@@ -487,20 +482,20 @@ class Engine:
 
     async def _read_stock(
         self, work: Mapping[str, tuple[bool, Mapping[int, DirtyMark]]]
-    ) -> dict[int, list[StockRow]]:
+    ) -> StockTable:
         """Read current Katana stock of the dirty variants that some connection maps."""
         wanted: set[int] = set()
         for name, (_, marks) in work.items():
             targets = self.mappings[name].table.targets
             wanted.update(v for v in marks if v in targets)
-        return group_by_variant(await self.katana.inventory(sorted(wanted)) if wanted else [])
+        return await self.katana.inventory(wanted)
 
     async def _sync_connection(
         self,
         mapping: ConnectionMapping,
         full: bool,
         marks: Mapping[int, DirtyMark],
-        stock: Mapping[int, list[StockRow]],
+        stock: Mapping[int, Sequence[StockRow]],
         run_id: str,
     ) -> ConnectionOutcome:
         name = mapping.name
@@ -522,7 +517,7 @@ class Engine:
     async def desired(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, list[StockRow]],
+        stock: Mapping[int, Sequence[StockRow]],
         only: Collection[int] | None,
         *,
         note_problems: bool = True,
@@ -543,7 +538,7 @@ class Engine:
     async def push_levels(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, list[StockRow]],
+        stock: Mapping[int, Sequence[StockRow]],
         *,
         only: Collection[int] | None,
         marks: Mapping[int, DirtyMark],
@@ -582,7 +577,7 @@ class Engine:
     async def _plan(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, list[StockRow]],
+        stock: Mapping[int, Sequence[StockRow]],
         only: Collection[int],
         outcome: ConnectionOutcome | None = None,
     ) -> tuple[list[PlannedPush], dict[LevelKey, SnapshotEntry]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,7 +20,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConnectionSettings
 from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry, StockRow
-from daemon.domain.plan import group_by_variant, plan_pushes
+from daemon.domain.plan import plan_pushes
+from daemon.domain.stock import StockTable
 from daemon.engine import ConnectionOutcome, Engine, full_sync_chunks
 from daemon.mappings import ConnectionMapping
 
@@ -139,19 +140,14 @@ class Reconciler:
         assert engine.catalogue is not None
         return variants | engine.catalogue.kits_using(variants)
 
-    async def _read_stock(self, variant_ids: set[int] | None) -> dict[int, list[StockRow]]:
-        if variant_ids is not None and not variant_ids:
-            return {}
-        rows = await self.engine.katana.inventory(
-            None if variant_ids is None else sorted(variant_ids)
-        )
-        return group_by_variant(rows)
+    async def _read_stock(self, variant_ids: set[int] | None) -> StockTable:
+        return await self.engine.katana.inventory(variant_ids)
 
     async def _reconcile_connection(
         self,
         conn: ConnectionSettings,
         recent: set[int],
-        stock: dict[int, list[StockRow]],
+        stock: Mapping[int, Sequence[StockRow]],
         report: ReconciliationReport,
     ) -> ConnectionReconciliation:
         engine = self.engine

@@ -735,7 +735,10 @@ class StateStore:
         bom: Iterable[BomRow],
     ) -> None:
         """Upsert catalogue rows read from Katana; deleted BOM rows are removed."""
-        variant_rows = [
+        variants, items = list(variants), list(items)
+        # The parameters are generated as SQLite takes them: a cold start writes 100,000s of
+        # rows, and their ISO strings, built all at once, would add tens of MiB to the peak.
+        variant_rows = (
             (
                 v.id,
                 v.sku,
@@ -746,11 +749,11 @@ class StateStore:
                 _maybe_iso(v.deleted_at),
             )
             for v in variants
-        ]
-        item_rows = [
+        )
+        item_rows = (
             (i.kind, i.id, int(i.is_auto_assembly), int(i.archived), _iso(i.updated_at))
             for i in items
-        ]
+        )
         final_bom = {b.id: b for b in bom}  # rows arrive in order: the last one for an id wins
         bom_rows = [
             (
@@ -764,7 +767,7 @@ class StateStore:
             if not b.deleted
         ]
         bom_deleted = [(b.id,) for b in final_bom.values() if b.deleted]
-        if not (variant_rows or item_rows or final_bom):
+        if not (variants or items or final_bom):
             return
         async with self._write() as db:
             await db.executemany(
@@ -798,11 +801,10 @@ class StateStore:
                 "SELECT id, product_variant_id, ingredient_variant_id, quantity, updated_at "
                 "FROM catalogue_bom"
             )
-        variants = [_variant_row(row) for row in variant_rows]
-        items = [_item(row) for row in item_rows]
-        bom = [_bom_row(row) for row in bom_rows]
-        return Catalogue(
-            variants={v.id: v for v in variants},
-            items={(i.kind, i.id): i for i in items},
-            bom={b.id: b for b in bom},
+        catalogue = Catalogue()
+        catalogue.merge(
+            (_variant_row(row) for row in variant_rows),
+            (_item(row) for row in item_rows),
+            (_bom_row(row) for row in bom_rows),
         )
+        return catalogue

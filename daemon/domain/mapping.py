@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from daemon.domain.models import KatanaVariant, Problem, ShopifyVariant
 
@@ -67,6 +68,9 @@ class MappingTable:
         return out
 
 
+V = TypeVar("V", KatanaVariant, ShopifyVariant)
+
+
 def normalize_sku(sku: str | None) -> str | None:
     """The SKU as matched: surrounding whitespace ignored, blank = no SKU."""
     if sku is None:
@@ -80,33 +84,68 @@ def _newest(variant: KatanaVariant) -> tuple[datetime, int]:
     return (variant.created_at, variant.id)
 
 
+class _BySku(Generic[V]):
+    """Variants grouped by normalised SKU, without a list for every SKU.
+
+    A catalogue of 100,000 variants has almost as many SKUs, nearly all held by one variant:
+    the first variant of a SKU is kept as itself, and a list exists only for a shared SKU.
+    (A list per SKU made the mapping rebuild the peak of a large daemon's memory.)
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[str, V] = {}
+        self.shared: dict[str, list[V]] = {}  # SKUs held by more than one variant
+
+    def add(self, sku: str, variant: V) -> None:
+        first = self.first.setdefault(sku, variant)
+        if first is not variant:
+            self.shared.setdefault(sku, [first]).append(variant)
+
+    def get(self, sku: str) -> Sequence[V]:
+        shared = self.shared.get(sku)
+        if shared is not None:
+            return shared
+        first = self.first.get(sku)
+        return () if first is None else (first,)
+
+    def groups(self) -> Iterator[tuple[str, Sequence[V]]]:
+        for sku, first in self.first.items():
+            yield sku, self.shared.get(sku) or (first,)
+
+
 def build_mapping(
     katana: Iterable[KatanaVariant],
     shopify: Iterable[ShopifyVariant],
     variant_map: Mapping[int, str],
 ) -> MappingTable:
     """Build the mapping table from both catalogues and the explicit variant map."""
-    katana_by_id = {variant.id: variant for variant in katana}
-    shopify_by_id = {variant.id: variant for variant in shopify}
-    live = [variant for variant in katana_by_id.values() if not variant.retired]
+    named_katana: dict[int, KatanaVariant] = {}  # variants the map names
+    live: list[KatanaVariant] = []
+    live_by_sku = _BySku[KatanaVariant]()
+    for k_variant in katana:
+        if k_variant.id in variant_map:
+            named_katana[k_variant.id] = k_variant
+        if not k_variant.retired:
+            live.append(k_variant)
+            sku = normalize_sku(k_variant.sku)
+            if sku is not None:
+                live_by_sku.add(sku, k_variant)
 
-    shopify_by_sku: dict[str, list[ShopifyVariant]] = {}
-    for s_variant in shopify_by_id.values():
+    shopify_ids_named = set(variant_map.values())
+    named_shopify: dict[str, ShopifyVariant] = {}
+    shopify_by_sku = _BySku[ShopifyVariant]()
+    for s_variant in shopify:
+        if s_variant.id in shopify_ids_named:
+            named_shopify[s_variant.id] = s_variant
         sku = normalize_sku(s_variant.sku)
         if sku is not None:
-            shopify_by_sku.setdefault(sku, []).append(s_variant)
-
-    live_by_sku: dict[str, list[KatanaVariant]] = {}
-    for k_variant in live:
-        sku = normalize_sku(k_variant.sku)
-        if sku is not None:
-            live_by_sku.setdefault(sku, []).append(k_variant)
+            shopify_by_sku.add(sku, s_variant)
 
     feeders: dict[str, list[KatanaVariant]] = {}  # Shopify variant id -> explicit Katana feeders
     explicit: set[int] = set()  # live Katana variants whose map entry is their only mapping
     unknown: list[tuple[int, str]] = []
     for katana_id, shopify_id in variant_map.items():
-        entry_variant = katana_by_id.get(katana_id)
+        entry_variant = named_katana.get(katana_id)
         if entry_variant is None:
             unknown.append((katana_id, shopify_id))
             continue
@@ -114,48 +153,52 @@ def build_mapping(
             # A retired variant never syncs, so its entry neither feeds nor claims anything.
             continue
         explicit.add(katana_id)
-        if shopify_id not in shopify_by_id:
+        if shopify_id not in named_shopify:
             # The entry still replaces the SKU match: guessing another target could overwrite
             # a Shopify variant the merchant deliberately pointed elsewhere.
             unknown.append((katana_id, shopify_id))
             continue
         feeders.setdefault(shopify_id, []).append(entry_variant)
 
+    targets: dict[int, tuple[ShopifyVariant, ...]] = {}
+    untracked: list[ShopifyVariant] = []
+
+    def settle(katana_id: int, matched: Sequence[ShopifyVariant]) -> None:
+        tracked = tuple(s for s in matched if s.tracked)
+        untracked.extend(s for s in matched if not s.tracked)
+        if tracked:
+            targets[katana_id] = tracked
+
     candidates: dict[int, list[ShopifyVariant]] = {}
     shadowed: dict[int, int] = {}
     for shopify_id, group in feeders.items():
         # One Shopify variant fed by several map entries: same rule as a shared SKU.
         winner = max(group, key=_newest)
-        candidates.setdefault(winner.id, []).append(shopify_by_id[shopify_id])
+        candidates.setdefault(winner.id, []).append(named_shopify[shopify_id])
         shadowed.update((k.id, winner.id) for k in group if k is not winner)
+    for katana_id, matched in candidates.items():
+        settle(katana_id, matched)
 
-    for sku, group in live_by_sku.items():
-        # Explicitly mapped variants take no part in SKU matching, so they shadow no one.
-        contenders = [k for k in group if k.id not in explicit]
+    for sku, holders in live_by_sku.groups():
+        # Explicitly mapped variants take no part in SKU matching, so they shadow no one; and
+        # a SKU's winner is never explicitly mapped, so it has no targets from the map above.
+        contenders = [k for k in holders if k.id not in explicit]
         if not contenders:
             continue
         winner = max(contenders, key=_newest)
         shadowed.update((k.id, winner.id) for k in contenders if k is not winner)
         # A Shopify variant named in the map is fed only by its explicit entry.
-        matches = [s for s in shopify_by_sku.get(sku, ()) if s.id not in feeders]
+        matches = [s for s in shopify_by_sku.get(sku) if s.id not in feeders]
         if matches:
-            candidates.setdefault(winner.id, []).extend(matches)
-
-    targets: dict[int, tuple[ShopifyVariant, ...]] = {}
-    untracked: list[ShopifyVariant] = []
-    for katana_id, matched in candidates.items():
-        tracked = tuple(s for s in matched if s.tracked)
-        untracked.extend(s for s in matched if not s.tracked)
-        if tracked:
-            targets[katana_id] = tracked
+            settle(winner.id, matches)
 
     return MappingTable(
         targets=targets,
         shadowed=shadowed,
         unmapped_katana=frozenset(k.id for k in live if k.id not in targets),
         untracked=tuple(sorted(untracked, key=lambda s: s.id)),
-        duplicate_skus_katana=frozenset(sku for sku, g in live_by_sku.items() if len(g) > 1),
-        duplicate_skus_shopify=frozenset(sku for sku, g in shopify_by_sku.items() if len(g) > 1),
+        duplicate_skus_katana=frozenset(live_by_sku.shared),
+        duplicate_skus_shopify=frozenset(shopify_by_sku.shared),
         unknown_map_entries=tuple(sorted(unknown)),
     )
 

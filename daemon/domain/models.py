@@ -19,7 +19,11 @@ Quantity = int | Decimal
 
 
 class KatanaVariant(NamedTuple):
-    """A Katana product or material variant, as the mapping rules need it."""
+    """A Katana product or material variant, as the mapping rules need it.
+
+    The in-memory catalogue holds one of these per variant (100,000s): only what the rules
+    read, with its product's or material's flags already applied.
+    """
 
     id: int
     sku: str | None
@@ -30,15 +34,73 @@ class KatanaVariant(NamedTuple):
     retired: bool = False
     # True when its product has is_auto_assembly (a kit/bundle): potential counts.
     is_kit: bool = False
+    # The variant itself is deleted (`retired` also follows its product or material).
+    deleted: bool = False
 
 
-class ShopifyVariant(NamedTuple):
-    """A Shopify product variant and its inventory item."""
+class ShopifyVariant:
+    """A Shopify product variant and its inventory item (immutable).
 
-    id: ShopifyGid
-    sku: str | None
-    inventory_item_id: ShopifyGid
-    tracked: bool
+    A daemon holds one per variant of the shop, 100,000s of them, and gids are most of their
+    weight: a standard gid ("gid://shopify/InventoryItem/4412...") is kept as its number (a
+    32-byte int instead of an 80-byte string) and rebuilt when read. Any other id is kept as is.
+    """
+
+    __slots__ = ("_id", "_item", "sku", "tracked")
+
+    def __init__(
+        self, id: ShopifyGid, sku: str | None, inventory_item_id: ShopifyGid, tracked: bool
+    ) -> None:
+        self._id = _pack_gid(id, _VARIANT_GID)
+        self._item = _pack_gid(inventory_item_id, _ITEM_GID)
+        self.sku = sku
+        self.tracked = tracked
+
+    @property
+    def id(self) -> ShopifyGid:
+        return _unpack_gid(self._id, _VARIANT_GID)
+
+    @property
+    def inventory_item_id(self) -> ShopifyGid:
+        return _unpack_gid(self._item, _ITEM_GID)
+
+    def _key(self) -> tuple[int | str, str | None, int | str, bool]:
+        return (self._id, self.sku, self._item, self.tracked)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ShopifyVariant):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"ShopifyVariant(id={self.id!r}, sku={self.sku!r}, "
+            f"inventory_item_id={self.inventory_item_id!r}, tracked={self.tracked!r})"
+        )
+
+
+_VARIANT_GID = "gid://shopify/ProductVariant/"
+_ITEM_GID = "gid://shopify/InventoryItem/"
+
+
+def _pack_gid(gid: ShopifyGid, prefix: str) -> int | str:
+    """The number of a standard gid (exactly what the string says, no leading zero); else it."""
+    number = gid.removeprefix(prefix)
+    if (
+        number is not gid
+        and number.isascii()
+        and number.isdigit()
+        and (number == "0" or not number.startswith("0"))
+    ):
+        return int(number)
+    return gid
+
+
+def _unpack_gid(packed: int | str, prefix: str) -> ShopifyGid:
+    return f"{prefix}{packed}" if type(packed) is int else str(packed)
 
 
 class StockRow(NamedTuple):

@@ -27,14 +27,6 @@ from daemon.domain.quantity import (
 MAX_BATCH_SIZE = 250
 
 
-def group_by_variant(rows: Iterable[StockRow]) -> dict[int, list[StockRow]]:
-    """Stock rows grouped by Katana variant: the shape `desired_levels` reads."""
-    grouped: dict[int, list[StockRow]] = {}
-    for row in rows:
-        grouped.setdefault(row.variant_id, []).append(row)
-    return grouped
-
-
 def desired_levels(
     stock: Mapping[int, Sequence[StockRow]],
     variants: Mapping[int, KatanaVariant],
@@ -45,7 +37,7 @@ def desired_levels(
 ) -> tuple[list[DesiredLevel], list[Problem]]:
     """What Shopify should hold for each mapped variant, location and target, plus problems.
 
-    `stock` is Katana's stock rows by variant (`group_by_variant`).
+    `stock` is Katana's stock rows by variant (a `StockTable`, as the Katana client reads it).
     """
     wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
     # Katana locations in a stable order, each with the Shopify locations it feeds.

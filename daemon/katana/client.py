@@ -21,7 +21,7 @@ import aiohttp
 import structlog
 
 from daemon import __version__
-from daemon.domain.models import StockRow
+from daemon.domain.stock import StockTable
 from daemon.katana.models import (
     DELTA_SOURCES,
     BomRow,
@@ -152,24 +152,27 @@ class KatanaClient:
         params = _since("updated_at_min", updated_since)
         return await self._read("bom_rows", "/bom_rows", params, parse_bom_row)
 
-    async def inventory(self, variant_ids: Collection[int] | None = None) -> list[StockRow]:
-        """Current stock rows of these variants at every location (everything when None)."""
+    async def inventory(self, variant_ids: Collection[int] | None = None) -> StockTable:
+        """Current stock rows of these variants at every location (everything when None).
+
+        Rows are packed as they are parsed: a full read never holds them as objects.
+        """
+        stock = StockTable()
         if variant_ids is None:
-            return await self._read("inventory", "/inventory", [], parse_stock_row)
+            async for row in self._parsed("inventory", "/inventory", [], parse_stock_row):
+                stock.add(row)
+            return stock
         wanted = sorted(set(variant_ids))
-        rows: list[StockRow] = []
         for start in range(0, len(wanted), INVENTORY_BATCH_SIZE):
             batch = wanted[start : start + INVENTORY_BATCH_SIZE]
             # Katana's `variant_id` is an array parameter: one repeated key per id.
             params = [("variant_id", str(v)) for v in batch]
             asked = set(batch)
-            # A filter Katana does not apply returns everything; keep only what was asked.
-            rows.extend(
-                row
-                for row in await self._read("inventory", "/inventory", params, parse_stock_row)
-                if row.variant_id in asked
-            )
-        return rows
+            async for row in self._parsed("inventory", "/inventory", params, parse_stock_row):
+                # A filter Katana does not apply returns everything; keep only what was asked.
+                if row.variant_id in asked:
+                    stock.add(row)
+        return stock
 
     async def changes(self, source: str, since: datetime) -> list[Change]:
         """Variants touched by one delta source since `since`: one Change per variant per row."""
@@ -199,13 +202,19 @@ class KatanaClient:
     async def _read(
         self, resource: str, path: str, params: Params, parse: Callable[[object], T]
     ) -> list[T]:
-        parsed: list[T] = []
+        return [row async for row in self._parsed(resource, path, params, parse)]
+
+    async def _parsed(
+        self, resource: str, path: str, params: Params, parse: Callable[[object], T]
+    ) -> AsyncIterator[T]:
+        """Every well-formed row, parsed; a malformed one is reported and skipped."""
         async for raw in self._rows(path, params):
             try:
-                parsed.append(parse(raw))
+                row = parse(raw)
             except MalformedRow as exc:
                 self._malformed(resource, exc)
-        return parsed
+                continue
+            yield row
 
     async def _rows(self, path: str, params: Params) -> AsyncIterator[object]:
         previous: list[object] | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -33,6 +33,8 @@ class KatanaLocation:
 
 @dataclass(frozen=True, slots=True)
 class KatanaVariantRow:
+    """One `/variants` row as read (the catalogue keeps a smaller KatanaVariant of it)."""
+
     id: int
     sku: str | None
     product_id: int | None
@@ -40,6 +42,10 @@ class KatanaVariantRow:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +81,31 @@ class Change:
     at: datetime
 
 
+_ARCHIVED = 1  # archived or deleted: its variants are retired
+_KIT = 2  # a product with is_auto_assembly: its variants are kits
+
+
+def _flags(item: KatanaItem) -> int:
+    # Materials cannot be kits (the parser already makes sure).
+    kit = item.kind == "product" and item.is_auto_assembly
+    return (_ARCHIVED if item.archived else 0) | (_KIT if kit else 0)
+
+
 @dataclass
 class Catalogue:
-    """The Katana catalogue as stocksync knows it: refreshed incrementally, cached in the store."""
+    """The Katana catalogue as stocksync knows it: refreshed incrementally, cached in the store.
 
-    variants: dict[int, KatanaVariantRow] = field(default_factory=dict)
-    items: dict[tuple[ItemKind, int], KatanaItem] = field(default_factory=dict)
+    Each variant is held once, as the KatanaVariant the mapping rules and the planner read
+    (its `retired` and `is_kit` resolved from its product or material), not as the row read:
+    a 100,000-variant catalogue is the largest thing a daemon keeps in memory.
+    """
+
+    variants: dict[int, KatanaVariant] = field(default_factory=dict)
     bom: dict[str, BomRow] = field(default_factory=dict)
+    # Of a product or material only what its variants take: _ARCHIVED | _KIT, by kind and id.
+    _items: dict[ItemKind, dict[int, int]] = field(
+        default_factory=lambda: {"product": {}, "material": {}}, repr=False
+    )
     # ingredient variant id -> kits assembled from it; rebuilt lazily after a merge.
     _users: dict[int, set[int]] | None = field(default=None, repr=False, compare=False)
 
@@ -92,10 +116,15 @@ class Catalogue:
         bom: Iterable[BomRow] = (),
     ) -> None:
         """Apply rows read since the last refresh (newer rows replace older ones)."""
-        for v in variants:
-            self.variants[v.id] = v
+        changed_items: set[tuple[ItemKind, int]] = set()
         for i in items:
-            self.items[(i.kind, i.id)] = i
+            self._items[i.kind][i.id] = _flags(i)
+            changed_items.add((i.kind, i.id))
+        for v in variants:
+            self.variants[v.id] = self._resolved(v)
+        # Archiving a product retires its variants; is_auto_assembly makes them kits.
+        for variant_id in self.variants_of(changed_items):
+            self.variants[variant_id] = self._resolved(self.variants[variant_id])
         self._users = None
         for b in bom:
             if b.deleted:
@@ -103,32 +132,41 @@ class Catalogue:
             else:
                 self.bom[b.id] = b
 
-    def _parent(self, row: KatanaVariantRow) -> KatanaItem | None:
-        if row.product_id is not None:
-            return self.items.get(("product", row.product_id))
-        if row.material_id is not None:
-            return self.items.get(("material", row.material_id))
-        return None
+    def variants_of(self, items: Collection[tuple[ItemKind, int]]) -> list[int]:
+        """The variants whose product or material is one of `items`."""
+        if not items:
+            return []
+        return [v.id for v in self.variants.values() if _parent_key(v) in items]
 
-    def katana_variants(self) -> list[KatanaVariant]:
-        """Every known variant with `retired` and `is_kit` resolved from its product/material."""
-        out: list[KatanaVariant] = []
-        for row in self.variants.values():
-            parent = self._parent(row)
-            out.append(
-                KatanaVariant(
-                    id=row.id,
-                    sku=row.sku,
-                    created_at=row.created_at,
-                    product_id=row.product_id,
-                    material_id=row.material_id,
-                    retired=row.deleted_at is not None or (parent is not None and parent.archived),
-                    is_kit=parent is not None
-                    and parent.kind == "product"
-                    and parent.is_auto_assembly,
-                )
-            )
-        return out
+    def holds_item(self, item: KatanaItem) -> bool:
+        """Whether the catalogue already knows this product or material as it is (a re-read)."""
+        return self._items[item.kind].get(item.id) == _flags(item)
+
+    def holds(self, row: KatanaVariantRow) -> bool:
+        """Whether the catalogue already knows this row's variant as it is (a re-read)."""
+        known = self.variants.get(row.id)
+        return (
+            known is not None
+            and known.sku == row.sku
+            and known.product_id == row.product_id
+            and known.material_id == row.material_id
+            and known.created_at == row.created_at
+            and known.deleted == row.deleted
+        )
+
+    def _resolved(self, row: KatanaVariantRow | KatanaVariant) -> KatanaVariant:
+        key = _parent_key(row)
+        flags = 0 if key is None else self._items[key[0]].get(key[1], 0)
+        return KatanaVariant(
+            id=row.id,
+            sku=row.sku,
+            created_at=row.created_at,
+            product_id=row.product_id,
+            material_id=row.material_id,
+            retired=row.deleted or bool(flags & _ARCHIVED),
+            is_kit=bool(flags & _KIT),
+            deleted=row.deleted,
+        )
 
     def kits_using(self, ingredient_ids: Iterable[int]) -> set[int]:
         """Kits whose potential depends on any of these variants, following nested kits."""
@@ -145,3 +183,11 @@ class Catalogue:
                     found.add(kit)
                     frontier.append(kit)
         return found
+
+
+def _parent_key(variant: KatanaVariantRow | KatanaVariant) -> tuple[ItemKind, int] | None:
+    if variant.product_id is not None:
+        return ("product", variant.product_id)
+    if variant.material_id is not None:
+        return ("material", variant.material_id)
+    return None

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.domain.models import PlannedPush, Problem, PushResult, SnapshotEntry
+from daemon.domain.models import (
+    KatanaVariant,
+    PlannedPush,
+    Problem,
+    PushResult,
+    SnapshotEntry,
+)
 from daemon.katana.models import BomRow, KatanaItem, KatanaVariantRow
 from daemon.store import APPLICATION_ID, SCHEMA_VERSION, StateError, StateStore
 
@@ -555,8 +561,13 @@ async def test_the_catalogue_round_trips_and_deleted_bom_rows_are_removed(
     ]
     await store.save_catalogue(variants, items, bom)
     catalogue = await store.catalogue()
-    assert catalogue.variants == {1: variants[0], 2: variants[1]}
-    assert catalogue.items == {("product", 7): items[0], ("material", 7): items[1]}
+    assert catalogue.variants == {
+        1: KatanaVariant(1, "SKU-1", variants[0].created_at, product_id=7, is_kit=True),
+        2: KatanaVariant(
+            2, None, variants[1].created_at, material_id=9, retired=True, deleted=True
+        ),
+    }
+    assert all(catalogue.holds_item(item) for item in items)
     assert catalogue.bom == {"b1": bom[0], "b2": bom[1]}
     assert catalogue.bom["b1"].quantity == Decimal("0.125")
 
@@ -567,7 +578,7 @@ async def test_the_catalogue_round_trips_and_deleted_bom_rows_are_removed(
         [BomRow("b2", 1, 3, Decimal("2"), deleted=True), BomRow("b3", 4, 1, Decimal(1))],
     )
     catalogue = await store.catalogue()
-    assert catalogue.variants[1] == renamed
+    assert catalogue.variants[1].sku == "SKU-1-NEW"
     assert set(catalogue.bom) == {"b1", "b3"}
     assert catalogue.kits_using([1]) == {4}
 

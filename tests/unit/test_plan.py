@@ -24,11 +24,11 @@ from daemon.domain.plan import (
     batches,
     desired_levels,
     drops_to_zero,
-    group_by_variant,
     plan_pushes,
     safety_valve,
 )
 from daemon.domain.quantity import QuantityPolicy
+from daemon.domain.stock import StockTable
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SHOP_A = "gid://shopify/Location/1"
@@ -77,7 +77,7 @@ def desired_from_rows(
     rows: Iterable[StockRow], *args: Any, **kwargs: Any
 ) -> tuple[list[DesiredLevel], list[Problem]]:
     """`desired_levels` over a flat list of stock rows, as the tests write them."""
-    return desired_levels(group_by_variant(rows), *args, **kwargs)
+    return desired_levels(StockTable(rows), *args, **kwargs)
 
 
 def level(n: int, location: str, quantity: int, variant_id: int = 1) -> DesiredLevel:

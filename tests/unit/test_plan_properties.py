@@ -22,10 +22,10 @@ from daemon.domain.plan import (
     MAX_BATCH_SIZE,
     batches,
     desired_levels,
-    group_by_variant,
     plan_pushes,
 )
 from daemon.domain.quantity import QuantityPolicy, available_quantity
+from daemon.domain.stock import StockTable
 
 ITEMS = [f"gid://shopify/InventoryItem/{n}" for n in range(40)]
 LOCATIONS = [f"gid://shopify/Location/{n}" for n in range(5)]
@@ -171,7 +171,7 @@ def test_planning_from_katana_stock_converges_after_one_push(
     locations = {100: (LOCATIONS[0], LOCATIONS[1]), 101: (LOCATIONS[2],), 102: (LOCATIONS[3],)}
     rows = [StockRow(v, loc, a, b) for (v, loc), (a, b) in stock.items()]
     levels, problems = desired_levels(
-        group_by_variant(rows), {k.id: k for k in katana}, table, locations, QuantityPolicy()
+        StockTable(rows), {k.id: k for k in katana}, table, locations, QuantityPolicy()
     )
     assert problems == []
     assert len({level.key for level in levels}) == len(levels)
