@@ -16,6 +16,7 @@ from bench.world import CATALOGUE_DELTA_LISTS
 from daemon.katana.models import DELTA_SOURCES
 
 MIB = 1024 * 1024
+MB = 1000 * 1000
 
 
 @dataclass(frozen=True)
@@ -202,16 +203,18 @@ def footprint_figures(
 ) -> None:
     """Figure 4: peak RSS and planner CPU."""
     peak = footprint.peak_rss_bytes / MIB
+    # The target is in MB (10^6 bytes): 150 MB is 143.05 MiB.
+    peak_mb = footprint.peak_rss_bytes / MB
     report.add(
         Figure(
             key="peak_rss",
-            value=peak,
+            value=peak_mb,
             unit="MB",
             floor=None,
             target="≤ 150 MB",
-            met=peak <= 150 if footprint.variants >= 100_000 else None,
+            met=peak_mb <= 150 if footprint.variants >= 100_000 else None,
             bound=f"{footprint.variants:,} variants × {footprint.locations} locations, "
-            f"{footprint.levels:,} levels (MB = MiB)",
+            f"{footprint.levels:,} levels ({peak:.1f} MiB)",
         )
     )
     report.add(
