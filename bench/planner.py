@@ -15,12 +15,12 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from daemon.cli import tune_garbage_collector
 from daemon.domain.mapping import build_mapping
 from daemon.domain.models import KatanaVariant, ShopifyVariant, SnapshotEntry, StockRow
 from daemon.domain.plan import batches, desired_levels, plan_pushes
 from daemon.domain.quantity import QuantityPolicy
 from daemon.domain.stock import StockTable
+from daemon.memory import tune_garbage_collector
 
 # The scenario's shape: "Main warehouse" fans out to two Shopify locations, a store to one, so
 # each variant has three (item, location) pairs fed from two Katana locations.

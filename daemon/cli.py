@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from daemon.config import (
     Settings,
     load_settings,
 )
+from daemon.memory import tune_allocator, tune_garbage_collector
 
 # Subcommand name -> the function that runs it and returns the exit code. A subcommand the
 # parser knows but this table lacks is reported as not available in this build.
@@ -161,23 +161,11 @@ for _name, _function in {
     COMMANDS[_name] = _deferred(_function)
 
 
-# The daemon holds 100,000s of long-lived catalogue objects and a full sync allocates 100,000s
-# more. With CPython's default thresholds (700, 10, 10) it collects every 700 allocations, and the
-# full collections that follow walk the whole catalogue again and again: that doubled the
-# planner's CPU time (bench/RESULTS.md). Larger young generations collect as much, less often;
-# cyclic garbage just waits a little longer.
-GC_THRESHOLDS = (50_000, 20, 10)
-
-
-def tune_garbage_collector() -> None:
-    """Apply the process-wide collector thresholds every stocksync command runs with."""
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
     tune_garbage_collector()
+    tune_allocator()
     command = COMMANDS.get(args.command)
     if command is None:
         print(f"stocksync: {args.command} is not available in this build", file=sys.stderr)

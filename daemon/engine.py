@@ -24,7 +24,6 @@ from daemon.domain.models import (
     Problem,
     ShopifyVariant,
     SnapshotEntry,
-    StockRow,
 )
 from daemon.domain.plan import (
     desired_levels,
@@ -495,7 +494,7 @@ class Engine:
         mapping: ConnectionMapping,
         full: bool,
         marks: Mapping[int, DirtyMark],
-        stock: Mapping[int, Sequence[StockRow]],
+        stock: StockTable,
         run_id: str,
     ) -> ConnectionOutcome:
         name = mapping.name
@@ -517,7 +516,7 @@ class Engine:
     async def desired(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, Sequence[StockRow]],
+        stock: StockTable,
         only: Collection[int] | None,
         *,
         note_problems: bool = True,
@@ -538,7 +537,7 @@ class Engine:
     async def push_levels(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, Sequence[StockRow]],
+        stock: StockTable,
         *,
         only: Collection[int] | None,
         marks: Mapping[int, DirtyMark],
@@ -577,7 +576,7 @@ class Engine:
     async def _plan(
         self,
         mapping: ConnectionMapping,
-        stock: Mapping[int, Sequence[StockRow]],
+        stock: StockTable,
         only: Collection[int],
         outcome: ConnectionOutcome | None = None,
     ) -> tuple[list[PlannedPush], dict[LevelKey, SnapshotEntry]]:

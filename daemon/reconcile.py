@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,7 +19,7 @@ import structlog
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConnectionSettings
-from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry, StockRow
+from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry
 from daemon.domain.plan import plan_pushes
 from daemon.domain.stock import StockTable
 from daemon.engine import ConnectionOutcome, Engine, full_sync_chunks
@@ -147,7 +147,7 @@ class Reconciler:
         self,
         conn: ConnectionSettings,
         recent: set[int],
-        stock: Mapping[int, Sequence[StockRow]],
+        stock: StockTable,
         report: ReconciliationReport,
     ) -> ConnectionReconciliation:
         engine = self.engine

@@ -14,21 +14,23 @@ from daemon.domain.models import (
     PlannedPush,
     Problem,
     SnapshotEntry,
-    StockRow,
 )
 from daemon.domain.quantity import (
     QuantityPolicy,
     QuantityTooHigh,
     QuantityTooLow,
-    available_quantity,
+    available,
 )
+from daemon.domain.stock import StockTable
 
 # Shopify accepts at most 250 quantities per inventorySetQuantities call.
 MAX_BATCH_SIZE = 250
+# (in stock, committed, potential) where Katana lists no row.
+_NO_STOCK: tuple[int, int, None] = (0, 0, None)
 
 
 def desired_levels(
-    stock: Mapping[int, Sequence[StockRow]],
+    stock: StockTable,
     variants: Mapping[int, KatanaVariant],
     mapping: MappingTable,
     locations: Mapping[int, tuple[str, ...]],
@@ -37,7 +39,7 @@ def desired_levels(
 ) -> tuple[list[DesiredLevel], list[Problem]]:
     """What Shopify should hold for each mapped variant, location and target, plus problems.
 
-    `stock` is Katana's stock rows by variant (a `StockTable`, as the Katana client reads it).
+    `stock` is Katana's stock rows by variant, as the Katana client reads them.
     """
     wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
     # Katana locations in a stable order, each with the Shopify locations it feeds.
@@ -55,14 +57,15 @@ def desired_levels(
         sku = normalize_sku(variant.sku)
         items = [target.inventory_item_id for target in mapping.targets[variant_id]]
         failures: list[tuple[str, str]] = []
-        at = {row.location_id: row for row in stock.get(variant_id, ())}
+        at = stock.quantities_at(variant_id)
+        is_kit = variant.is_kit
         for katana_location, shopify_locations in fan_out:
-            here = at.get(katana_location)
-            if here is None:
-                # Katana lists no row where a variant never had stock: that is zero stock.
-                here = StockRow(variant_id, katana_location, 0, 0)
+            # Katana lists no row where a variant never had stock: that is zero stock.
+            in_stock, committed, potential = at.get(katana_location, _NO_STOCK)
+            # A kit's potential (what can be assembled from components) is sellable too.
+            sellable = potential if is_kit and potential is not None else 0
             try:
-                quantity = available_quantity(here, is_kit=variant.is_kit, policy=policy)
+                quantity = available(in_stock, committed, sellable, policy)
             except QuantityTooHigh as exc:
                 failures.append(("quantity_too_high", f"Katana location {katana_location}: {exc}"))
                 continue

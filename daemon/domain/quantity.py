@@ -106,9 +106,15 @@ def _shown(value: object) -> str:
 
 def available_quantity(row: StockRow, *, is_kit: bool, policy: QuantityPolicy) -> int:
     """Shopify "available" for one Katana stock row: the formula, buffer, floor and clamp."""
-    in_stock, committed = row.in_stock, row.committed
     # A kit's potential (what can be assembled from components) is sellable too; null = 0.
     potential: Quantity = row.potential if is_kit and row.potential is not None else 0
+    return available(row.in_stock, row.committed, potential, policy)
+
+
+def available(
+    in_stock: Quantity, committed: Quantity, potential: Quantity, policy: QuantityPolicy
+) -> int:
+    """The formula on quantities already chosen (`potential` 0 unless a kit's), then clamped."""
     if type(in_stock) is int and type(committed) is int and type(potential) is int:
         # Whole numbers (nearly every row): int arithmetic is exact and needs no checks.
         quantity = in_stock + potential - committed - policy.buffer
