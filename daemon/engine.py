@@ -33,7 +33,13 @@ from daemon.domain.plan import (
 )
 from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaClient
-from daemon.katana.models import DELTA_SOURCES, Catalogue, Change, KatanaLocation
+from daemon.katana.models import (
+    DELTA_SOURCES,
+    Catalogue,
+    Change,
+    KatanaLocation,
+    KatanaVariantRow,
+)
 from daemon.mappings import ConnectionMapping, build_connection_mapping
 from daemon.metrics import Metrics
 from daemon.pusher import Pusher, PushReport
@@ -50,9 +56,12 @@ BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
 # Katana requests of a cycle in which nothing changed: one page per delta source, plus variants,
 # products, materials and BOM rows for the catalogue.
 IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
-# A full sync plans and pushes this many variants at a time (about 30,000 levels with three
-# locations): memory stays bounded by a chunk, and 120 full Shopify calls keep the pusher busy.
-FULL_SYNC_CHUNK = 10_000
+# A full sync plans and pushes this many variants at a time (about 15,000 levels with three
+# locations): memory stays bounded by a chunk (~7 MiB of plan, snapshot and results), and 60
+# full Shopify calls keep the pusher busy.
+FULL_SYNC_CHUNK = 5_000
+# A cold start merges and stores the Katana variants this many at a time, as they are read.
+CATALOGUE_WRITE_BATCH = 5_000
 
 
 def full_sync_chunks(mapping: ConnectionMapping) -> list[list[int]]:
@@ -244,25 +253,48 @@ class Engine:
 
     async def _load_catalogue(self) -> Catalogue:
         catalogue = await self.store.catalogue()
-        if catalogue.variants:
+        # The variants cursor is recorded once the whole catalogue is stored: without it the
+        # stored part is from a read that was cut short.
+        if catalogue.variants and "variants" in await self.store.cursors():
             return catalogue
         log.info("katana_catalogue_full_read")
         started = self._now()
-        variants, items, bom = await asyncio.gather(
-            self.katana.variants(), self.katana.items(), self.katana.bom_rows()
+        (variants, newest), items, bom = await asyncio.gather(
+            self._read_variants_into(catalogue), self.katana.items(), self.katana.bom_rows()
         )
-        catalogue.merge(variants, items, bom)
-        await self.store.save_catalogue(variants, items, bom)
+        catalogue.merge(items=items, bom=bom)
+        await self.store.save_catalogue([], items, bom)
         cursors = {
-            "variants": max((v.updated_at for v in variants), default=started),
+            "variants": newest or started,
             "items": max((i.updated_at for i in items), default=started),
             "bom_rows": started,
         }
         await self.store.record_changes({}, cursors, [])
-        log.info(
-            "katana_catalogue_loaded", variants=len(variants), items=len(items), bom_rows=len(bom)
-        )
+        log.info("katana_catalogue_loaded", variants=variants, items=len(items), bom_rows=len(bom))
         return catalogue
+
+    async def _read_variants_into(self, catalogue: Catalogue) -> tuple[int, datetime | None]:
+        """Read every Katana variant into the catalogue and the store, a batch at a time.
+
+        A 100,000-variant catalogue read whole held every row beside the records made from it
+        (~20 MiB at the cold start's peak). Returns how many were read and the newest update.
+        """
+        count, newest = 0, None
+        batch: list[KatanaVariantRow] = []
+
+        async def keep() -> None:
+            catalogue.merge(batch)
+            await self.store.save_catalogue(batch, [], [])
+            batch.clear()
+
+        async for row in self.katana.each_variant():
+            batch.append(row)
+            count += 1
+            newest = row.updated_at if newest is None else max(newest, row.updated_at)
+            if len(batch) >= CATALOGUE_WRITE_BATCH:
+                await keep()
+        await keep()
+        return count, newest
 
     def now(self) -> datetime:
         """The engine's clock (UTC)."""

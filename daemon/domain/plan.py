@@ -20,6 +20,7 @@ from daemon.domain.quantity import (
     QuantityTooHigh,
     QuantityTooLow,
     available,
+    kit_potential,
 )
 from daemon.domain.stock import StockTable
 
@@ -62,10 +63,10 @@ def desired_levels(
         for katana_location, shopify_locations in fan_out:
             # Katana lists no row where a variant never had stock: that is zero stock.
             in_stock, committed, potential = at.get(katana_location, _NO_STOCK)
-            # A kit's potential (what can be assembled from components) is sellable too.
-            sellable = potential if is_kit and potential is not None else 0
             try:
-                quantity = available(in_stock, committed, sellable, policy)
+                quantity = available(
+                    in_stock, committed, kit_potential(potential, is_kit=is_kit), policy
+                )
             except QuantityTooHigh as exc:
                 failures.append(("quantity_too_high", f"Katana location {katana_location}: {exc}"))
                 continue

@@ -106,9 +106,14 @@ def _shown(value: object) -> str:
 
 def available_quantity(row: StockRow, *, is_kit: bool, policy: QuantityPolicy) -> int:
     """Shopify "available" for one Katana stock row: the formula, buffer, floor and clamp."""
-    # A kit's potential (what can be assembled from components) is sellable too; null = 0.
-    potential: Quantity = row.potential if is_kit and row.potential is not None else 0
-    return available(row.in_stock, row.committed, potential, policy)
+    return available(
+        row.in_stock, row.committed, kit_potential(row.potential, is_kit=is_kit), policy
+    )
+
+
+def kit_potential(potential: Quantity | None, *, is_kit: bool) -> Quantity:
+    """What a row's potential adds to "available": a kit's is sellable too; null (or no kit) = 0."""
+    return potential if is_kit and potential is not None else 0
 
 
 def available(

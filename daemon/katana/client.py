@@ -129,10 +129,16 @@ class KatanaClient:
 
     async def variants(self, updated_since: datetime | None = None) -> list[KatanaVariantRow]:
         """Variants updated since (all when None), deleted and archived ones included."""
+        return [row async for row in self.each_variant(updated_since)]
+
+    def each_variant(
+        self, updated_since: datetime | None = None
+    ) -> AsyncIterator[KatanaVariantRow]:
+        """`variants`, row by row as the pages arrive (a cold start need not hold them all)."""
         # Deleted/archived variants must be seen to stop syncing them.
         params = [("include_deleted", "true"), ("include_archived", "true")]
         params += _since("updated_at_min", updated_since)
-        return await self._read("variants", "/variants", params, parse_variant)
+        return self._parsed("variants", "/variants", params, parse_variant)
 
     async def items(self, updated_since: datetime | None = None) -> list[KatanaItem]:
         """Products and materials updated since (all when None), archived ones included."""

@@ -5,13 +5,18 @@ Each test names the rule (seed or PRODUCT.md) it proves, checked on Shopify's en
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from daemon import engine as engine_module
 from daemon.domain.models import LevelKey
+from daemon.katana.models import KatanaVariantRow
 from daemon.shopify import client as shopify_client
 from daemon.store import StateStore
 from tests.integration.conftest import World
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_standard_available_is_in_stock_minus_committed(world: World) -> None:
@@ -426,3 +431,43 @@ async def test_idle_cycles_read_no_katana_stock_and_write_nothing(world: World) 
 
     assert world.katana.requests_by_path["/inventory"] == inventory_reads
     assert world.set_calls() == calls
+
+
+async def test_a_cold_start_reads_the_katana_catalogue_batch_by_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "CATALOGUE_WRITE_BATCH", 2)
+    variants = [world.product(f"V{i}", stock=i + 1) for i in range(5)]
+
+    report = await world.cycle()
+
+    assert report.ok
+    assert all(world.levels(t) == (i + 1, i + 1) for i, (_, t) in enumerate(variants) if t)
+    store = await StateStore.open(world.settings().daemon.state_path)
+    try:
+        assert set((await store.catalogue()).variants) == {v for v, _ in variants}
+    finally:
+        await store.close()
+
+
+async def test_a_catalogue_read_cut_short_is_read_again_in_full(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _ = world.product("A", stock=5)
+    _, second = world.product("B", stock=7)
+    # The delta polls look no further back than the cycle's start: only a full read of the
+    # catalogue can find B.
+    monkeypatch.setattr(engine_module, "BOOTSTRAP_LOOKBACK", timedelta(0))
+    monkeypatch.setattr(engine_module, "CURSOR_OVERLAP", timedelta(0))
+    # An earlier cold start stored part of the catalogue, then died before it was complete.
+    store = await StateStore.open(world.settings().daemon.state_path)
+    try:
+        await store.save_catalogue([KatanaVariantRow(first, "A", 1, None, T0, T0)], [], [])
+    finally:
+        await store.close()
+
+    report = await world.cycle()
+
+    assert report.ok
+    assert second is not None
+    assert world.levels(second) == (7, 7)
