@@ -7,13 +7,14 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from daemon.domain.models import Quantity, StockRow
 
-# One row: location id (64-bit), in stock, committed, potential (32-bit: Shopify takes at most
-# 1,000,000,000). In each field the two lowest values are marks: _NULL (a null potential) and
-# _ELSEWHERE (a fraction or an out-of-range number, kept exactly in StockTable._exact).
-_ROW = struct.Struct("<qiii")
+# One row: the location's slot in StockTable._locations (16-bit), in stock, committed, potential
+# (32-bit: Shopify takes at most 1,000,000,000). In a quantity the two lowest values are marks:
+# _NULL (a null potential) and _ELSEWHERE (a fraction or an out-of-range number, kept exactly
+# in StockTable._exact).
+_ROW = struct.Struct("<Hiii")
+_MAX_LOCATIONS = 2**16
 _NULL, _ELSEWHERE = -(2**31), -(2**31) + 1
-_LOCATION_ELSEWHERE = -(2**63) + 1
-_FIELD_RANGES = ((-(2**63) + 2, 2**63 - 1),) + ((-(2**31) + 2, 2**31 - 1),) * 3
+_PACKABLE = range(_ELSEWHERE + 1, 2**31)
 _new_row = tuple.__new__
 
 
@@ -22,13 +23,15 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
 
     A full sync holds every stock row of the account at once (300,000 for 100,000 variants at
     three locations). As StockRow tuples grouped in lists they took ~47 MiB, the largest part
-    of the daemon's peak memory; here each variant's rows are one bytes string (20 bytes a
-    row), ~14 MiB with the index. A variant's rows are unpacked (in C) and rebuilt as StockRows
+    of the daemon's peak memory; here each variant's rows are one bytes string (14 bytes a
+    row), ~13 MiB with the index. A variant's rows are unpacked (in C) and rebuilt as StockRows
     when asked for, in the order they were added.
     """
 
     def __init__(self, rows: Iterable[StockRow] = ()) -> None:
         self._packed: dict[int, bytes] = {}
+        self._locations: list[int] = []  # Katana location ids, by slot
+        self._slots: dict[int, int] = {}  # Katana location id -> its slot
         # (variant id, row position, field) -> a value the packing cannot hold.
         self._exact: dict[tuple[int, int, int], Quantity] = {}
         self._irregular: set[int] = set()  # variants with a value in _exact
@@ -39,19 +42,30 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
         """Append one row (a later row for the same location does not replace an earlier one)."""
         earlier = self._packed.get(row.variant_id, b"")
         position = len(earlier) // _ROW.size
-        fields = (row.location_id, row.in_stock, row.committed, row.potential)
-        packed = [self._pack(row.variant_id, position, f, v) for f, v in enumerate(fields)]
-        self._packed[row.variant_id] = earlier + _ROW.pack(*packed)
+        quantities = [
+            self._pack(row.variant_id, position, field, value)
+            for field, value in enumerate((row.in_stock, row.committed, row.potential), start=1)
+        ]
+        packed = _ROW.pack(self._slot(row.location_id), *quantities)
+        self._packed[row.variant_id] = earlier + packed
+
+    def _slot(self, location_id: int) -> int:
+        slot = self._slots.get(location_id)
+        if slot is None:
+            if len(self._locations) == _MAX_LOCATIONS:
+                raise ValueError(f"more than {_MAX_LOCATIONS:,} Katana locations in stock rows")
+            slot = self._slots[location_id] = len(self._locations)
+            self._locations.append(location_id)
+        return slot
 
     def _pack(self, variant_id: int, position: int, field: int, value: Quantity | None) -> int:
         if value is None:
             return _NULL
-        low, high = _FIELD_RANGES[field]
-        if type(value) is int and low <= value <= high:
+        if type(value) is int and value in _PACKABLE:
             return value
         self._exact[(variant_id, position, field)] = value
         self._irregular.add(variant_id)
-        return _LOCATION_ELSEWHERE if field == 0 else _ELSEWHERE
+        return _ELSEWHERE
 
     def __getitem__(self, variant_id: int) -> tuple[StockRow, ...]:
         # The planner's hot path (a full sync reads every row twice): unpacking is done in C,
@@ -59,25 +73,31 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
         packed = self._packed[variant_id]
         if variant_id in self._irregular:
             return tuple(self._exact_row(variant_id, p) for p in range(len(packed) // _ROW.size))
+        locations = self._locations
         return tuple(
             [
-                _new_row(StockRow, (variant_id, location, in_stock, committed, potential))
-                if potential != _NULL
-                else _new_row(StockRow, (variant_id, location, in_stock, committed, None))
-                for location, in_stock, committed, potential in _ROW.iter_unpack(packed)
+                _new_row(
+                    StockRow,
+                    (
+                        variant_id,
+                        locations[slot],
+                        in_stock,
+                        committed,
+                        None if potential == _NULL else potential,
+                    ),
+                )
+                for slot, in_stock, committed, potential in _ROW.iter_unpack(packed)
             ]
         )
 
     def _exact_row(self, variant_id: int, position: int) -> StockRow:
-        location, in_stock, committed, potential = _ROW.unpack_from(
+        slot, in_stock, committed, potential = _ROW.unpack_from(
             self._packed[variant_id], position * _ROW.size
         )
         exact = self._exact
-        exact_location = exact.get((variant_id, position, 0), location)
-        assert type(exact_location) is int  # ids are parsed as ints
         return StockRow(
             variant_id,
-            exact_location,
+            self._locations[slot],
             exact.get((variant_id, position, 1), in_stock),
             exact.get((variant_id, position, 2), committed),
             exact.get((variant_id, position, 3), None if potential == _NULL else potential),
@@ -96,9 +116,10 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
             return {}
         if variant_id in self._irregular:
             return {r.location_id: (r.in_stock, r.committed, r.potential) for r in self[variant_id]}
+        locations = self._locations
         return {
-            location: (in_stock, committed, None if potential == _NULL else potential)
-            for location, in_stock, committed, potential in _ROW.iter_unpack(packed)
+            locations[slot]: (in_stock, committed, None if potential == _NULL else potential)
+            for slot, in_stock, committed, potential in _ROW.iter_unpack(packed)
         }
 
     def get(  # type: ignore[override]

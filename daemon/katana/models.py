@@ -107,7 +107,7 @@ class Catalogue:
         default_factory=lambda: {"product": {}, "material": {}}, repr=False
     )
     # ingredient variant id -> kits assembled from it; rebuilt lazily after a merge.
-    _users: dict[int, set[int]] | None = field(default=None, repr=False, compare=False)
+    _users: dict[int, list[int]] | None = field(default=None, repr=False, compare=False)
 
     def merge(
         self,
@@ -173,7 +173,8 @@ class Catalogue:
         if self._users is None:
             self._users = {}
             for b in self.bom.values():
-                self._users.setdefault(b.ingredient_variant_id, set()).add(b.product_variant_id)
+                # Lists, not sets: a set costs 216 bytes even with one kit in it.
+                self._users.setdefault(b.ingredient_variant_id, []).append(b.product_variant_id)
         users = self._users
         found: set[int] = set()
         frontier = list(ingredient_ids)

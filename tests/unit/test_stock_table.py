@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,3 +75,10 @@ def test_the_table_holds_exactly_the_rows_read_grouped_by_variant(read: list[Sto
 
     assert {v: list(table[v]) for v in table} == grouped
     assert list(table.rows()) == [row for group in grouped.values() for row in group]
+
+
+def test_more_locations_than_the_packing_holds_is_a_clear_error() -> None:
+    table = StockTable(StockRow(location, location, 0, 0) for location in range(2**16))
+
+    with pytest.raises(ValueError, match="Katana locations"):
+        table.add(StockRow(1, 2**16, 0, 0))
