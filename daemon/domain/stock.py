@@ -15,7 +15,6 @@ _ROW = struct.Struct("<Hiii")
 _MAX_LOCATIONS = 2**16
 _NULL, _ELSEWHERE = -(2**31), -(2**31) + 1
 _PACKABLE = range(_ELSEWHERE + 1, 2**31)
-_new_row = tuple.__new__
 
 
 class StockTable(Mapping[int, tuple[StockRow, ...]]):
@@ -24,8 +23,8 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
     A full sync holds every stock row of the account at once (300,000 for 100,000 variants at
     three locations). As StockRow tuples grouped in lists they took ~47 MiB, the largest part
     of the daemon's peak memory; here each variant's rows are one bytes string (14 bytes a
-    row), ~13 MiB with the index. A variant's rows are unpacked (in C) and rebuilt as StockRows
-    when asked for, in the order they were added.
+    row), ~13 MiB with the index. A variant's rows are rebuilt as StockRows when asked for, in
+    the order they were added.
     """
 
     def __init__(self, rows: Iterable[StockRow] = ()) -> None:
@@ -68,29 +67,10 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
         return _ELSEWHERE
 
     def __getitem__(self, variant_id: int) -> tuple[StockRow, ...]:
-        # The planner's hot path (a full sync reads every row twice): unpacking is done in C,
-        # and StockRow is built by tuple.__new__ directly (its generated __new__ costs a frame).
         packed = self._packed[variant_id]
-        if variant_id in self._irregular:
-            return tuple(self._exact_row(variant_id, p) for p in range(len(packed) // _ROW.size))
-        locations = self._locations
-        return tuple(
-            [
-                _new_row(
-                    StockRow,
-                    (
-                        variant_id,
-                        locations[slot],
-                        in_stock,
-                        committed,
-                        None if potential == _NULL else potential,
-                    ),
-                )
-                for slot, in_stock, committed, potential in _ROW.iter_unpack(packed)
-            ]
-        )
+        return tuple(self._row(variant_id, p) for p in range(len(packed) // _ROW.size))
 
-    def _exact_row(self, variant_id: int, position: int) -> StockRow:
+    def _row(self, variant_id: int, position: int) -> StockRow:
         slot, in_stock, committed, potential = _ROW.unpack_from(
             self._packed[variant_id], position * _ROW.size
         )
@@ -108,8 +88,8 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
     ) -> dict[int, tuple[Quantity, Quantity, Quantity | None]]:
         """A variant's (in stock, committed, potential) by location: what the planner reads.
 
-        Cheaper than its StockRows (no object per row beyond the tuple); a later row for a
-        location wins, as it would in a dict built from the rows.
+        The planner's hot path (a full sync reads every row twice): unpacked in C, no StockRow
+        built. A later row for a location wins, as in a dict built from the rows.
         """
         packed = self._packed.get(variant_id)
         if packed is None:
@@ -121,12 +101,6 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
             locations[slot]: (in_stock, committed, None if potential == _NULL else potential)
             for slot, in_stock, committed, potential in _ROW.iter_unpack(packed)
         }
-
-    def get(  # type: ignore[override]
-        self, variant_id: int, default: tuple[StockRow, ...] | None = None
-    ) -> tuple[StockRow, ...] | None:
-        # Mapping.get would add a frame and a try/except per variant.
-        return self[variant_id] if variant_id in self._packed else default
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._packed)
