@@ -138,7 +138,8 @@ def build_mapping(
     named_shopify: dict[str, ShopifyVariant] = {}
     shopify_by_sku = _ShopifyBySku()
     for s_variant in shopify:
-        if s_variant.id in shopify_ids_named:
+        # `id` rebuilds the gid string: only worth it when the map names Shopify variants.
+        if shopify_ids_named and s_variant.id in shopify_ids_named:
             named_shopify[s_variant.id] = s_variant
         sku = normalize_sku(s_variant.sku)
         if sku is not None:
@@ -194,7 +195,10 @@ def build_mapping(
         winner = max(contenders, key=_newest)
         shadowed.update((k.id, winner.id) for k in contenders if k is not winner)
         # A Shopify variant named in the map is fed only by its explicit entry.
-        matches = [s for s in shopify_by_sku.get(sku) if s.id not in feeders]
+        holders_in_shop = shopify_by_sku.get(sku)
+        matches = (
+            [s for s in holders_in_shop if s.id not in feeders] if feeders else holders_in_shop
+        )
         if matches:
             settle(winner.id, matches)
 

@@ -18,7 +18,25 @@ LevelKey = tuple[ShopifyGid, ShopifyGid]
 Quantity = int | Decimal
 
 
-class KatanaVariant:
+class _Value:
+    """Equality and hash by `_key()`, for the slots classes that stand in for NamedTuples
+    where a catalogue holds 100,000s of them (immutable by convention)."""
+
+    __slots__ = ()
+
+    def _key(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Value) or type(other) is not type(self):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+class KatanaVariant(_Value):
     """A Katana product or material variant, as the mapping rules need it (immutable).
 
     The in-memory catalogue holds one of these per variant (100,000s): only what the rules
@@ -66,14 +84,6 @@ class KatanaVariant:
     def _key(self) -> tuple[int, str | None, datetime, int | None, int | None, int]:
         return (self.id, self.sku, self.created_at, self.product_id, self.material_id, self._flags)
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, KatanaVariant):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
     def __repr__(self) -> str:
         return (
             f"KatanaVariant(id={self.id!r}, sku={self.sku!r}, created_at={self.created_at!r}, "
@@ -85,7 +95,7 @@ class KatanaVariant:
 _RETIRED, _KIT, _DELETED = 1, 2, 4
 
 
-class ShopifyVariant:
+class ShopifyVariant(_Value):
     """A Shopify product variant and its inventory item (immutable).
 
     A daemon holds one per variant of the shop, 100,000s of them, and gids are most of their
@@ -113,14 +123,6 @@ class ShopifyVariant:
 
     def _key(self) -> tuple[int | str, str | None, int | str, bool]:
         return (self._id, self.sku, self._item, self.tracked)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ShopifyVariant):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
 
     def __repr__(self) -> str:
         return (
