@@ -104,9 +104,10 @@ def check_online(settings: Settings) -> int:
                                 f"does not exist in {conn.shop}"
                             )
                         elif not known[gid].is_active:
+                            # Listed only because the read asks for inactive locations too.
                             problems.append(
                                 f"connections.{conn.name}.locations: Shopify location {gid} "
-                                f"({known[gid].name}) is not active"
+                                f"({known[gid].name}) is deactivated in {conn.shop}"
                             )
                 print(f"{conn.name}: Shopify OK ({len(shopify_locations)} locations)")
         return problems

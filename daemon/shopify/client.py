@@ -38,10 +38,9 @@ API = "shopify"
 # inventorySetQuantities accepts at most this many quantities per call.
 MAX_PUSHES_PER_CALL = 250
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
-# The key's previous use failed, or was for other variables: only a fresh key can go through.
-NEW_KEY_CODES = frozenset(
-    {"IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED", "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"}
-)
+# The key was used for other variables: only a fresh key can go through. (2026-04 has no
+# IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED: a retry after a failed attempt gets its userErrors again.)
+NEW_KEY_CODES = frozenset({"IDEMPOTENCY_KEY_PARAMETER_MISMATCH"})
 # The first request with this key is still running: ask again shortly with the same key.
 CONCURRENT_REQUEST_CODE = "IDEMPOTENCY_CONCURRENT_REQUEST"
 CONCURRENT_REQUEST_WAIT = 1.0

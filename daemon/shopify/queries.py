@@ -15,9 +15,11 @@ LEVELS_COST_BUDGET = 900
 # Shopify's page size ceiling, and the most ids `nodes(ids:)` accepts.
 PAGE_SIZE = 250
 
+# Deactivated locations are listed too (Shopify leaves them out by default), so that a mapped
+# one is reported as deactivated rather than as missing.
 LOCATIONS = """
 query Locations($after: String) {
-  locations(first: 250, after: $after) {
+  locations(first: 250, after: $after, includeInactive: true) {
     nodes { id name isActive }
     pageInfo { hasNextPage endCursor }
   }

@@ -20,9 +20,14 @@ live 2026-04/2026-07 stores published by other integrators):
   ``faults.stale_without_field`` reproduces that (the client must then re-read to find it).
 - ``quantityAfterChange`` is null in mutation responses, as live stores return it.
 - Search (``query: "sku:ABC"``) matches SKUs case-insensitively; callers must re-check case.
-- Repeating a key with the same arguments within 24 h replays the first answer (or reports
-  ``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED`` when that answer had userErrors). Live stores have been
-  seen to re-execute such retries instead; ``faults.reexecute_idempotent_retries`` reproduces that.
+- Repeating a key with the same arguments within 24 h replays the first answer, userErrors
+  included (2026-04 has no ``IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED``: that code only arrives in
+  2026-10). Live stores have been seen to re-execute such retries instead;
+  ``faults.reexecute_idempotent_retries`` reproduces that.
+- ``locations`` lists deactivated locations only with ``includeInactive: true``, as Shopify does.
+- The schema is the 2026-04 one (a subset of it): ``compareQuantity`` and
+  ``ignoreCompareQuantity`` do not exist there. Before 2026-04 an omitted ``changeFromQuantity``
+  skips the compare.
 - Bulk queries (``bulkOperationRunQuery``, 10 points like any mutation, no ``@idempotent``
   needed): the query is checked when submitted (schema validation and the bulk rules: one
   top-level connection, not ``node``/``nodes``, at most five connections nested at most two deep,
@@ -370,7 +375,6 @@ class _IdempotencyRecord:
     fingerprint: str
     at: float
     payload: dict[str, Any]
-    failed: bool
 
 
 @dataclass(slots=True)
@@ -1637,6 +1641,10 @@ class ShopifySim:
         self._location_nums[num] = location
         return location.id
 
+    def deactivate_location(self, location_id: str) -> None:
+        """Deactivate a location: `locations` lists it only with `includeInactive: true`."""
+        self._locations[location_id].is_active = False
+
     def add_variant(
         self,
         sku: str | None,
@@ -1988,7 +1996,9 @@ class ShopifySim:
         return 0
 
     def _location_connection(self, args: Mapping[str, Any], bulk: _BulkRead | None) -> _Connection:
-        nums = sorted(self._location_nums)
+        # Shopify leaves deactivated locations out unless asked for them.
+        everything = bool(args.get("includeInactive"))
+        nums = sorted(n for n, loc in self._location_nums.items() if everything or loc.is_active)
         return _paginate(nums, args, self._location_nums.__getitem__, bulk)
 
     def _variant_connection(self, args: Mapping[str, Any], bulk: _BulkRead | None) -> _Connection:
@@ -2280,10 +2290,7 @@ class ShopifySim:
                 ]
             )
         quantities: Sequence[Mapping[str, Any]] = input_["quantities"]
-        ignore_compare = bool(input_.get("ignoreCompareQuantity"))
-        errors, planned = self._check_quantities(
-            quantities, raw_quantities, name, ignore_compare, request.strict_inventory_rules
-        )
+        errors, planned = self._check_quantities(quantities, raw_quantities, name)
         if errors:
             return _set_failure(errors)
         return {
@@ -2296,8 +2303,6 @@ class ShopifySim:
         quantities: Sequence[Mapping[str, Any]],
         raw_quantities: Sequence[Any],
         name: str,
-        ignore_compare: bool,
-        strict: bool,
     ) -> tuple[list[dict[str, Any]], list[tuple[LevelKey, int]]]:
         """Every element's userErrors, or (when there are none) the (pair, quantity) plan."""
         indexes: dict[tuple[str, str], list[int]] = collections.defaultdict(list)
@@ -2308,9 +2313,7 @@ class ShopifySim:
         planned: list[tuple[LevelKey, int]] = []
         for index, element in enumerate(quantities):
             raw = raw_quantities[index] if index < len(raw_quantities) else {}
-            error = self._check_quantity(
-                index, element, raw, name, ignore_compare, strict, index in duplicates
-            )
+            error = self._check_quantity(index, element, raw, name, index in duplicates)
             if error is not None:
                 errors.append(error)
             else:
@@ -2325,8 +2328,6 @@ class ShopifySim:
         element: Mapping[str, Any],
         raw: Any,
         name: str,
-        ignore_compare: bool,
-        strict: bool,
         duplicate: bool,
     ) -> dict[str, Any] | None:
         def at(field_name: str) -> list[str]:
@@ -2381,48 +2382,25 @@ class ShopifySim:
             return _user_error(
                 "INVALID_QUANTITY_NEGATIVE", at("quantity"), "The quantity can't be negative."
             )
-        return self._check_compare(index, element, raw, name, key, ignore_compare, strict)
+        return self._check_compare(index, element, raw, name, key)
 
     def _check_compare(
-        self,
-        index: int,
-        element: Mapping[str, Any],
-        raw: Any,
-        name: str,
-        key: LevelKey,
-        ignore_compare: bool,
-        strict: bool,
+        self, index: int, element: Mapping[str, Any], raw: Any, name: str, key: LevelKey
     ) -> dict[str, Any] | None:
-        """Compare-and-swap on changeFromQuantity, or (before 2026-04) on compareQuantity."""
-        current = self._quantity(key, name)
-        if isinstance(raw, dict) and "changeFromQuantity" in raw:
-            expected = element.get("changeFromQuantity")
-            if expected is None or expected == current:
-                return None
-            return _user_error(
-                "CHANGE_FROM_QUANTITY_STALE",
-                None
-                if self.faults.stale_without_field
-                else ["input", "quantities", str(index), "changeFromQuantity"],
-                "The changeFromQuantity argument no longer matches the persisted quantity.",
-            )
-        if strict or ignore_compare:
+        """Compare-and-swap on changeFromQuantity: null (or, before 2026-04, absent) skips it."""
+        # From 2026-04 an absent changeFromQuantity never gets here (INVALID_FIELD_ARGUMENTS).
+        if not (isinstance(raw, dict) and "changeFromQuantity" in raw):
             return None
-        expected = element.get("compareQuantity")
-        if expected is None:
-            return _user_error(
-                "COMPARE_QUANTITY_REQUIRED",
-                ["input", "quantities", str(index), "compareQuantity"],
-                "The compareQuantity argument must be given to each quantity or ignored using "
-                "ignoreCompareQuantity.",
-            )
-        if expected != current:
-            return _user_error(
-                "COMPARE_QUANTITY_STALE",
-                None,
-                "The compareQuantity argument no longer matches the persisted quantity.",
-            )
-        return None
+        expected = element.get("changeFromQuantity")
+        if expected is None or expected == self._quantity(key, name):
+            return None
+        return _user_error(
+            "CHANGE_FROM_QUANTITY_STALE",
+            None
+            if self.faults.stale_without_field
+            else ["input", "quantities", str(index), "changeFromQuantity"],
+            "The changeFromQuantity argument no longer matches the persisted quantity.",
+        )
 
     def _apply(
         self,
@@ -2532,19 +2510,11 @@ class ShopifySim:
                     "original request.",
                 )
             if not self.faults.reexecute_idempotent_retries:
-                if record.failed:
-                    return _keyed_failure(
-                        result_field,
-                        "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED",
-                        "A previous request with this idempotency key failed. Retry with a new "
-                        "idempotency key.",
-                    )
+                # A replay, userErrors included: 2026-04 has no IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED.
                 return record.payload
         payload = run()
         if record is None:
-            self._idempotency[key] = _IdempotencyRecord(
-                fingerprint, now, payload, failed=bool(payload["userErrors"])
-            )
+            self._idempotency[key] = _IdempotencyRecord(fingerprint, now, payload)
         return payload
 
 

@@ -181,3 +181,17 @@ async def test_check_config_online_verifies_credentials_and_locations(world: Wor
     assert bad.code == 1
     assert "gid://shopify/Location/999 does not exist" in bad.err
     assert not (world.folder / "state").exists()  # checking a config touches no state
+
+
+async def test_check_config_online_says_a_deactivated_location_is_deactivated(
+    world: World,
+) -> None:
+    # Shopify's `locations` leaves deactivated locations out unless `includeInactive: true`.
+    world.settings()
+    world.shop.deactivate_location(world.shop_pop_up)
+
+    run = await stocksync(world, "check-config", "--online")
+
+    assert run.code == 1
+    assert f"Shopify location {world.shop_pop_up} (Pop-up) is deactivated" in run.err
+    assert "does not exist" not in run.err

@@ -298,7 +298,8 @@ async def test_locations_are_read_page_by_page(
         ShopifyLocation(id=LOCATION.format(2), name="Old shop", is_active=False),
     ]
     assert [v["after"] for v in sent_variables(mocked)] == [None, "c1"]
-    assert "locations(first: 250, after: $after)" in sent(mocked)[0]["query"]
+    query = sent(mocked)[0]["query"]
+    assert "locations(first: 250, after: $after, includeInactive: true)" in query
 
 
 async def test_variants_read_the_whole_catalogue_250_a_page(
@@ -887,14 +888,14 @@ async def test_a_stale_element_already_at_the_wanted_value_counts_as_applied(
     assert [r.status for r in results] == ["applied"]
 
 
-async def test_idempotency_previous_attempt_failed_retries_with_a_new_key(
+async def test_idempotency_key_parameter_mismatch_retries_with_a_new_key(
     session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
 ) -> None:
     post(
         mocked,
         GRAPHQL_URL,
         payload=set_refused(
-            ("IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED", None, "The previous attempt failed.")
+            ("IDEMPOTENCY_KEY_PARAMETER_MISMATCH", None, "The key was used with other input.")
         ),
     )
     post(mocked, GRAPHQL_URL, payload=set_applied())

@@ -305,6 +305,21 @@ async def test_locations_list_id_name_and_flags(client: Client, sim: ShopifySim)
     ]
 
 
+async def test_locations_leave_deactivated_ones_out_unless_include_inactive(
+    client: Client, sim: ShopifySim
+) -> None:
+    main = sim.add_location("Main")
+    closed = sim.add_location("Closed shop")
+    sim.deactivate_location(closed)
+    query = "query($all: Boolean) { locations(first: 250, includeInactive: $all) { nodes { id } } }"
+
+    _, default = await gql(client, query)
+    _, everything = await gql(client, query, {"all": True})
+
+    assert [n["id"] for n in default["data"]["locations"]["nodes"]] == [main]
+    assert [n["id"] for n in everything["data"]["locations"]["nodes"]] == [main, closed]
+
+
 async def test_nodes_resolves_items_locations_and_variants_and_null_for_unknown(
     client: Client, shop: tuple[str, str, ShopifyVariant]
 ) -> None:
@@ -664,32 +679,37 @@ async def test_one_bad_element_fails_the_whole_call_and_applies_nothing(
     assert sim.changes == []
 
 
-async def test_compare_quantity_rules_apply_before_2026_04(
+async def test_an_absent_change_from_quantity_skips_the_compare_before_2026_04(
     client: Client, sim: ShopifySim, shop: tuple[str, str, ShopifyVariant]
 ) -> None:
     main, _, variant = shop
     item = variant.inventory_item_id
 
-    _, missing = await gql(
+    _, body = await gql(
         client, SET_WITHOUT_KEY, {"input": set_input(quantity(item, main, 6))}, version="2026-01"
     )
-    _, stale = await gql(
-        client,
-        SET_WITHOUT_KEY,
-        {"input": set_input(quantity(item, main, 6, compareQuantity=1))},
-        version="2026-01",
-    )
-    _, ignored = await gql(
-        client,
-        SET_WITHOUT_KEY,
-        {"input": {**set_input(quantity(item, main, 6)), "ignoreCompareQuantity": True}},
-        version="2026-01",
-    )
 
-    assert [e["code"] for e in user_errors(missing)] == ["COMPARE_QUANTITY_REQUIRED"]
-    assert [e["code"] for e in user_errors(stale)] == ["COMPARE_QUANTITY_STALE"]
-    assert user_errors(ignored) == []
+    assert user_errors(body) == []
     assert sim.available(item, main) == 6
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"input": set_input(quantity("gid://shopify/InventoryItem/1", "L", 6, compareQuantity=1))},
+        {"input": {**set_input(), "ignoreCompareQuantity": True}},
+    ],
+    ids=["compareQuantity", "ignoreCompareQuantity"],
+)
+async def test_compare_quantity_fields_do_not_exist_in_2026_04(
+    client: Client, sim: ShopifySim, variables: dict[str, Any]
+) -> None:
+    status, body = await gql(client, SET_WITHOUT_KEY, variables, version="2026-01")
+
+    assert status == 200
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_VARIABLE"
+    assert sim.mutation_calls["inventorySetQuantities"] == 0
 
 
 # -- idempotency ----------------------------------------------------------------------------------
@@ -731,19 +751,23 @@ async def test_reused_key_with_different_variables_is_a_parameter_mismatch(
     assert sim.available(item, main) == 9
 
 
-async def test_reused_key_after_a_failed_attempt_reports_previous_attempt_failed(
-    client: Client, shop: tuple[str, str, ShopifyVariant]
+async def test_reused_key_after_a_failed_attempt_replays_its_user_errors_in_2026_04(
+    client: Client, sim: ShopifySim, shop: tuple[str, str, ShopifyVariant]
 ) -> None:
+    # IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED only exists from 2026-10.
     main, _, variant = shop
     variables = {
         "input": set_input(quantity(variant.inventory_item_id, main, 9, changeFromQuantity=0)),
         "key": "k",
     }
-    await gql(client, SET, variables)
+    _, first = await gql(client, SET, variables)
+    sim.set_available_manually(variant.inventory_item_id, main, 0)
 
     _, body = await gql(client, SET, variables)
 
-    assert [e["code"] for e in user_errors(body)] == ["IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"]
+    assert [e["code"] for e in user_errors(body)] == ["CHANGE_FROM_QUANTITY_STALE"]
+    assert body["data"] == first["data"]
+    assert sim.available(variant.inventory_item_id, main) == 0
 
 
 async def test_idempotency_key_is_forgotten_after_24_hours(
