@@ -6,6 +6,7 @@ webhook costs nothing but a poll. The payload is not trusted for data: the poll 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -22,6 +23,9 @@ log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "x-sha2-signature"
 MAX_BODY_BYTES = 1 << 20
+# A delivery is a few hundred bytes: a body still incomplete after this long is a stalled or
+# hostile client, and waiting on it would hold a connection (and a file descriptor) forever.
+BODY_TIMEOUT_SECONDS = 10.0
 # Katana retries a delivery up to 3 times over ~15 minutes: remember deliveries that long.
 DEDUP_SECONDS = 20 * 60
 DEDUP_MAX = 10_000
@@ -44,6 +48,7 @@ def katana_webhook(
     poll_now: Callable[[], None],
     *,
     clock: Callable[[], float] = time.monotonic,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler: verify the signature, drop duplicates, wake the poll loop."""
     seen: OrderedDict[str, float] = OrderedDict()
@@ -63,8 +68,13 @@ def katana_webhook(
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return web.Response(status=413, text="payload too large")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
+        try:
+            async with asyncio.timeout(body_timeout):
+                body = await _read_body(request)
+        except TimeoutError:
+            log.warning("webhook_rejected", reason="body incomplete", remote=request.remote)
+            return web.Response(status=408, text="request body incomplete")
+        if body is None:
             return web.Response(status=413, text="payload too large")
         given = request.headers.get(SIGNATURE_HEADER, "").strip().lower()
         if not hmac.compare_digest(given.encode(), signature(token, body).encode()):
@@ -72,7 +82,8 @@ def katana_webhook(
             return web.Response(status=401, text="invalid signature")
         try:
             action = str(json.loads(body).get("action", ""))
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
+            # RecursionError: a signed but absurdly nested body is still a bad request.
             return web.Response(status=400, text="body is not a JSON object")
         if duplicate(body):
             return web.Response(status=200, text="duplicate")
@@ -82,3 +93,19 @@ def katana_webhook(
         return web.Response(status=200, text="ok")
 
     return handle
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The whole body, however it arrives (pieces, chunks); None if over MAX_BODY_BYTES.
+
+    One `read(n)` returns only what is buffered so far: a body sent in two TCP writes would be
+    cut short and fail its signature check.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY_BYTES + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+    return b"".join(chunks)

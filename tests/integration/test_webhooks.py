@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from daemon.http import Health, build_app
@@ -78,3 +81,97 @@ async def test_event_unrelated_to_stock_is_acknowledged_without_a_poll() -> None
     assert response.status == 200
     assert polls == []
     await client.close()
+
+
+async def _send_pieces(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: str, pieces: list[bytes]
+) -> bytes:
+    writer.write(head.encode() + b"\r\n" + pieces[0])
+    await writer.drain()
+    for piece in pieces[1:]:
+        # Long enough for the handler to start reading with only the first piece buffered.
+        await asyncio.sleep(0.2)
+        writer.write(piece)
+        await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+async def test_signed_body_arriving_in_two_tcp_writes_is_accepted_whole() -> None:
+    polls: list[int] = []
+    client = await _client(polls)
+    body = _event()
+    pieces = [body[:20], body[20:]]
+    head_signature = signature(TOKEN, body)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        "POST /webhooks/katana HTTP/1.1\r\n"
+        f"Host: {client.host}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"{SIGNATURE_HEADER}: {head_signature}\r\n"
+        "Connection: close\r\n"
+    )
+    answer = await _send_pieces(reader, writer, head, pieces)
+    await client.close()
+
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:80]
+    assert polls == [1]
+
+
+async def test_signed_chunked_body_sent_slowly_is_accepted_whole() -> None:
+    polls: list[int] = []
+    client = await _client(polls)
+    body = _event()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 16):
+            yield body[start : start + 16]
+            await asyncio.sleep(0.02)
+
+    response = await client.post(
+        "/webhooks/katana", data=slowly(), headers={SIGNATURE_HEADER: signature(TOKEN, body)}
+    )
+    await client.close()
+
+    assert response.status == 200
+    assert polls == [1]
+
+
+async def test_signed_deeply_nested_json_is_a_bad_request_not_a_crash() -> None:
+    polls: list[int] = []
+    client = await _client(polls)
+    body = b"[" * 200_000 + b"]" * 200_000
+    response = await client.post(
+        "/webhooks/katana", data=body, headers={SIGNATURE_HEADER: signature(TOKEN, body)}
+    )
+    await client.close()
+
+    assert response.status == 400
+    assert polls == []
+
+
+async def test_body_that_never_completes_is_answered_408_after_the_body_timeout() -> None:
+    polls: list[int] = []
+    handler = katana_webhook(TOKEN, lambda: polls.append(1), body_timeout=0.3)
+    app = build_app(Metrics(process=False), Health(poll_interval=30), webhook=handler)
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    body = _event()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    head = (
+        "POST /webhooks/katana HTTP/1.1\r\n"
+        f"Host: {client.host}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"{SIGNATURE_HEADER}: {signature(TOKEN, body)}\r\n"
+    )
+    writer.write(head.encode() + b"\r\n" + body[:10])
+    await writer.drain()
+    # The rest never comes: the server must answer (and give the connection up) by itself.
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout=20)
+    writer.close()
+    await client.close()
+
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert polls == []
