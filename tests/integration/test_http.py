@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,11 +19,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.http import Health, ListenError, build_app, start_http
+from daemon.http import Health, ListenError, RepeatedLogFilter, build_app, start_http
 from daemon.logs import configure_logging
 from daemon.metrics import Metrics
 
 POLL_INTERVAL = 30.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
@@ -278,3 +282,114 @@ async def test_access_lines_are_logged_only_at_debug(
         assert entry["level"] == "debug"
         assert entry["path"] == "/metrics"
         assert entry["status"] == 200
+
+
+async def _open_partial(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that has sent only the start of a request's headers."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    await writer.drain()
+    return reader, writer
+
+
+async def test_a_request_whose_headers_never_complete_is_closed_at_the_header_timeout(
+    metrics: Metrics, health: Health
+) -> None:
+    runner = await start_http(build_app(metrics, health), "127.0.0.1", 0, header_timeout=0.3)
+    try:
+        host, port = runner.addresses[0][:2]
+        reader, writer = await _open_partial(host, port)
+        # The server gives up on the request by itself: the read ends with EOF, not a reply.
+        assert await asyncio.wait_for(reader.read(), timeout=20) == b""
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_connections_beyond_the_cap_are_closed_at_once_and_the_others_served(
+    metrics: Metrics, health: Health
+) -> None:
+    runner = await start_http(build_app(metrics, health), "127.0.0.1", 0, max_connections=3)
+    try:
+        host, port = runner.addresses[0][:2]
+        held = [await _open_partial(host, port) for _ in range(3)]
+        extra_reader, extra_writer = await _open_partial(host, port)
+        assert await asyncio.wait_for(extra_reader.read(), timeout=20) == b""
+        extra_writer.close()
+        for reader, writer in held:
+            writer.write(b"Connection: close\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=20)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:60]
+            writer.close()
+    finally:
+        await runner.cleanup()
+
+
+def test_a_repeated_accept_error_is_logged_once_per_window_then_counted() -> None:
+    now = [100.0]
+    log_filter = RepeatedLogFilter(("socket.accept() out of",), 60.0, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    passed = [
+        log_filter.filter(record("socket.accept() out of system resource")) for _ in range(500)
+    ]
+    other = log_filter.filter(record("Task exception was never retrieved"))
+    now[0] += 61
+    after = record("socket.accept() out of system resource")
+
+    assert passed.count(True) == 1
+    assert other
+    assert log_filter.filter(after)
+    assert "499 more like this" in after.getMessage()
+
+
+SERVER_AT_THE_FILE_LIMIT = """
+import asyncio, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+from daemon.http import Health, build_app, start_http
+from daemon.logs import configure_logging
+from daemon.metrics import Metrics
+
+async def main() -> None:
+    configure_logging("json", stream=sys.stderr)
+    runner = await start_http(
+        build_app(Metrics(process=False), Health(30)), "127.0.0.1", 0, max_connections=1000
+    )
+    print(runner.addresses[0][1], flush=True)
+    await asyncio.sleep(float(sys.argv[1]))
+    await runner.cleanup()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_server_out_of_file_descriptors_logs_the_accept_error_once(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER_AT_THE_FILE_LIMIT, encoding="utf-8")
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            "3",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log_file,
+            cwd=REPO,
+        )
+        assert process.stdout is not None
+        port = int(await asyncio.wait_for(process.stdout.readline(), timeout=30))
+        # Far more connections than the 48 descriptors the server may open.
+        writers = []
+        for _ in range(120):
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writers.append(writer)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+        for writer in writers:
+            writer.close()
+
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+    accept_errors = [line for line in lines if "socket.accept() out of system resource" in line]
+    assert 1 <= len(accept_errors) <= 2, f"{len(accept_errors)} lines, {len(lines)} in all"

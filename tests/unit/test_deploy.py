@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from daemon.http import MAX_CONNECTIONS
 from daemon.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,6 +120,16 @@ def test_unit_files_are_hardened_to_an_exposure_of_at_most_2(
     found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
     assert found is not None, result.stdout
     assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+@UNITS
+def test_unit_files_set_an_open_file_limit_far_above_the_http_connection_cap(
+    unit: str, name: str
+) -> None:
+    text = (UNITS_DIR / unit).read_text(encoding="utf-8")
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", text, flags=re.M)
+    assert len(limits) == 1, f"{unit}: one numeric LimitNOFILE= line expected"
+    assert int(limits[0]) >= 16 * MAX_CONNECTIONS
 
 
 # --------------------------------------------------------------------------- Prometheus
