@@ -105,6 +105,9 @@ class ConnectionSettings:
     min_drop_count: int
     bulk_read_threshold: int
     locations: tuple[LocationMapping, ...]
+    # How long Shopify may still apply a push whose answer was lost (PRODUCT.md §3): after it,
+    # the levels of that push are read back and corrected.
+    late_push_seconds: float = 300.0
 
     @property
     def graphql_url(self) -> str:
@@ -583,6 +586,7 @@ def _connection(t: _Table, base: Path, env: Mapping[str, str]) -> ConnectionSett
     max_drop_fraction = t.number("max_drop_fraction", 0.5, minimum=0, maximum=1)
     min_drop_count = t.integer("min_drop_count", 20, minimum=1)
     bulk_read_threshold = t.integer("bulk_read_threshold", 20_000, minimum=0)
+    late_push_seconds = t.number("late_push_seconds", 300.0, above=0)
     locations = _locations(t)
     t.reject_unknown()
     return ConnectionSettings(
@@ -603,6 +607,7 @@ def _connection(t: _Table, base: Path, env: Mapping[str, str]) -> ConnectionSett
         min_drop_count=min_drop_count,
         bulk_read_threshold=bulk_read_threshold,
         locations=locations,
+        late_push_seconds=late_push_seconds,
     )
 
 

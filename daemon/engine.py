@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -35,15 +36,18 @@ from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaClient
 from daemon.katana.models import (
     DELTA_SOURCES,
+    ROW_SOURCES,
     Catalogue,
     Change,
     KatanaLocation,
     KatanaVariantRow,
+    Read,
 )
 from daemon.mappings import ConnectionMapping, build_connection_mapping
 from daemon.metrics import Metrics
 from daemon.pusher import Pusher, PushReport
-from daemon.shopify.client import ShopifyClient
+from daemon.recovery import Recovery
+from daemon.shopify.client import ShopifyClient, ShopifyError
 from daemon.store import DirtyMark, StateStore
 
 log = structlog.get_logger(__name__)
@@ -54,14 +58,29 @@ CURSOR_OVERLAP = timedelta(minutes=2)
 # With no cursor yet, start this far back: the first cycle of a connection is a full sync anyway.
 BOOTSTRAP_LOOKBACK = timedelta(minutes=10)
 # Katana requests of a cycle in which nothing changed: one page per delta source, plus variants,
-# products, materials and BOM rows for the catalogue.
+# products, materials and BOM rows for the catalogue. (Once per BOM_FULL_READ_INTERVAL the BOM
+# is read whole instead: one page per 250 BOM rows.)
 IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
+# Katana's /bom_rows has no deleted rows: a removed BOM row is found only by reading them all,
+# this often (a removed ingredient raises its kit's potential). The time of the last full read
+# is kept among the cursors, on the engine's clock.
+BOM_FULL_READ_INTERVAL = timedelta(minutes=30)
+BOM_FULL_READ_CURSOR = "bom_rows_full_read"
 # A full sync plans and pushes this many variants at a time (about 15,000 levels with three
 # locations): memory stays bounded by a chunk (~7 MiB of plan, snapshot and results), and 60
 # full Shopify calls keep the pusher busy.
 FULL_SYNC_CHUNK = 5_000
 # A cold start merges and stores the Katana variants this many at a time, as they are read.
 CATALOGUE_WRITE_BATCH = 5_000
+# A level Shopify rejected is tried again after a minute, then after pauses doubling up to an
+# hour (and at once when Katana's value moves, on a reload or with a fresh Shopify catalogue).
+PARK_FIRST_PAUSE_SECONDS = 60.0
+PARK_MAX_PAUSE_SECONDS = 3600.0
+
+
+def park_backoff(attempts: int) -> float:
+    """Seconds a level rejected `attempts` times in a row waits before it is tried again."""
+    return min(PARK_MAX_PAUSE_SECONDS, PARK_FIRST_PAUSE_SECONDS * 2.0 ** min(attempts - 1, 16))
 
 
 def full_sync_chunks(mapping: ConnectionMapping) -> list[list[int]]:
@@ -132,16 +151,17 @@ class Engine:
         self.shopify = dict(shopify)
         self.metrics = metrics
         self._now = now
-        self._pusher = Pusher(store, metrics, concurrency=push_concurrency)
+        self._pusher = Pusher(store, metrics, now=now, concurrency=push_concurrency)
+        self._recovery = Recovery(store, self._pusher, metrics, now)
         self.catalogue: Catalogue | None = None
         self.katana_locations: list[KatanaLocation] | None = None
         self.shopify_variants: dict[str, list[ShopifyVariant]] = {}
         self.mappings: dict[str, ConnectionMapping] = {}
         # Changes already recorded, kept for the cursor overlap so re-reads cost no new work.
         self._seen_changes: dict[tuple[str, str, int, datetime], None] = {}
-        # Pairs Shopify rejected (not stocked, not mutable...): parked until the connection's
-        # Shopify catalogue is read again, so a rejection is not retried every cycle.
-        self._parked: dict[str, set[LevelKey]] = {}
+        # (connection, variant) -> the dirty mark whose unchanged levels were confirmed against
+        # Shopify already (a variant kept dirty is confirmed once per Katana change).
+        self._confirmed: dict[tuple[str, int], int] = {}
         # Set whenever an input of the mappings changed; the rebuild is O(catalogue).
         self._mappings_stale = True
         # Connections this process saw held; one that leaves the store's hold table was
@@ -171,6 +191,8 @@ class Engine:
     ) -> None:
         """Swap in a validated new configuration (SIGHUP), then re-read Shopify catalogues."""
         await self._release_raised_limits(self.settings, settings)
+        # A reload may be the fix for what Shopify rejected: every parked level is tried again.
+        await self.store.retry_parked_now()
         self.settings = settings
         self.shopify = dict(shopify)
         self.katana_locations = None
@@ -217,7 +239,8 @@ class Engine:
 
         async def shopify_catalogue(name: str) -> None:
             self.shopify_variants[name] = await self.shopify[name].variants()
-            self._parked.pop(name, None)
+            # A fresh Shopify catalogue may have fixed what Shopify rejected: try again now.
+            await self.store.retry_parked_now(name)
             self._mappings_stale = True
 
         missing = [c.name for c in self.enabled() if c.name not in self.shopify_variants]
@@ -268,6 +291,7 @@ class Engine:
             "variants": newest or started,
             "items": max((i.updated_at for i in items), default=started),
             "bom_rows": started,
+            BOM_FULL_READ_CURSOR: started,
         }
         await self.store.record_changes({}, cursors, [])
         log.info("katana_catalogue_loaded", variants=variants, items=len(items), bom_rows=len(bom))
@@ -376,13 +400,16 @@ class Engine:
         def since(source: str) -> datetime:
             return cursors.get(source, started - BOOTSTRAP_LOOKBACK) - CURSOR_OVERLAP
 
+        # Katana's /bom_rows keeps no deleted rows: only a read of them all shows which went.
+        last_full = cursors.get(BOM_FULL_READ_CURSOR)
+        full_bom = last_full is None or started - last_full >= BOM_FULL_READ_INTERVAL
         variants, items, bom = await asyncio.gather(
-            self.katana.variants(updated_since=since("variants")),
-            self.katana.items(updated_since=since("items")),
-            self.katana.bom_rows(updated_since=since("bom_rows")),
+            self.katana.read_variants(since("variants")),
+            self.katana.read_items(since("items")),
+            self.katana.read_bom_rows(None if full_bom else since("bom_rows")),
         )
-        changes: list[list[Change]] = await asyncio.gather(
-            *(self.katana.changes(s, since(s)) for s in DELTA_SOURCES)
+        reads: list[Read[Change]] = await asyncio.gather(
+            *(self.katana.read_changes(s, since(s)) for s in DELTA_SOURCES)
         )
 
         dirty: dict[int, datetime] = {}
@@ -391,53 +418,92 @@ class Engine:
             if variant_id not in dirty or at < dirty[variant_id]:
                 dirty[variant_id] = at
 
+        def advanced(source: str, read: Read[Any], times: Iterable[datetime]) -> datetime:
+            # Past everything read, on Katana's clock: an idle cycle then reads one page per
+            # source, and the overlap still covers a row committed after the read began.
+            if read.as_of is not None:
+                return read.as_of
+            # No Date header: only the rows themselves say how far Katana's clock got.
+            base = cursors.get(source, started - BOOTSTRAP_LOOKBACK)
+            return max([base, *times])
+
         new_cursors: dict[str, datetime] = {}
         seen = self._seen_changes
-        for source, found in zip(DELTA_SOURCES, changes, strict=True):
-            for c in found:
+        # A row re-pointed to another variant moved the commitment of both: the old one is
+        # known only from what was remembered when the row was last seen.
+        known = await self.store.row_variants(
+            (c.source, str(c.resource_id))
+            for source, read in zip(DELTA_SOURCES, reads, strict=True)
+            if source in ROW_SOURCES
+            for c in read.rows
+        )
+        rows: dict[tuple[str, str], int | None] = {}
+        for source, read in zip(DELTA_SOURCES, reads, strict=True):
+            for c in read.rows:
                 key = (source, str(c.resource_id), c.variant_id, c.at)
-                if key not in seen:
-                    seen[key] = None
-                    mark(c.variant_id, c.at)
-            base = cursors.get(source, started - BOOTSTRAP_LOOKBACK)
-            new_cursors[source] = max([base] + [c.at for c in found])
+                if key in seen:
+                    continue
+                seen[key] = None
+                mark(c.variant_id, c.at)
+                if source in ROW_SOURCES:
+                    row = (source, str(c.resource_id))
+                    before = rows[row] if row in rows else known.get(row)
+                    if before is not None and before != c.variant_id:
+                        mark(before, c.at)
+                    # A deleted row can change no more: nothing left to remember.
+                    rows[row] = None if c.deleted else c.variant_id
+            new_cursors[source] = advanced(source, read, (c.at for c in read.rows))
         horizon = min(new_cursors.values()) - 2 * CURSOR_OVERLAP
         for key in [k for k in seen if k[3] < horizon]:
             del seen[key]
 
-        new_cursors["variants"] = max(
-            [cursors.get("variants", started)] + [v.updated_at for v in variants]
+        new_cursors["variants"] = advanced(
+            "variants", variants, (v.updated_at for v in variants.rows)
         )
-        new_cursors["items"] = max([cursors.get("items", started)] + [i.updated_at for i in items])
-        new_cursors["bom_rows"] = max(
-            [cursors.get("bom_rows", started)] + [b.updated_at for b in bom if b.updated_at]
+        new_cursors["items"] = advanced("items", items, (i.updated_at for i in items.rows))
+        new_cursors["bom_rows"] = advanced(
+            "bom_rows", bom, (b.updated_at for b in bom.rows if b.updated_at)
         )
+        catalogue = self.catalogue
+        bom_rows = bom.rows
+        if full_bom:
+            present = {b.id for b in bom_rows}
+            # Gone since the last read; undated, so its kit is marked as changed now.
+            bom_rows = bom_rows + [
+                replace(b, deleted=True, updated_at=None)
+                for b in catalogue.bom.values()
+                if b.id not in present
+            ]
+            new_cursors[BOM_FULL_READ_CURSOR] = started
         # Rows re-read through the cursor overlap are usually unchanged: keep only real changes,
         # so an idle cycle neither rebuilds the mappings nor re-reads any stock.
-        catalogue = self.catalogue
-        variants = [v for v in variants if not catalogue.holds(v)]
-        items = [i for i in items if not catalogue.holds_item(i)]
-        bom = [
-            b for b in bom if (b.id in catalogue.bom if b.deleted else catalogue.bom.get(b.id) != b)
+        changed_variants = [v for v in variants.rows if not catalogue.holds(v)]
+        changed_items = [i for i in items.rows if not catalogue.holds_item(i)]
+        changed_bom = [
+            b
+            for b in bom_rows
+            if (b.id in catalogue.bom if b.deleted else catalogue.bom.get(b.id) != b)
         ]
-        catalogue_changed = bool(variants or items or bom)
+        catalogue_changed = bool(changed_variants or changed_items or changed_bom)
         if catalogue_changed:
-            for row in bom:
-                mark(row.product_variant_id, row.updated_at or started)
-            for v in variants:
+            for b in changed_bom:
+                mark(b.product_variant_id, b.updated_at or started)
+            for v in changed_variants:
                 mark(v.id, v.updated_at)
             # Archiving a product retires its variants; is_auto_assembly makes them kits.
-            for variant_id in catalogue.variants_of({(i.kind, i.id) for i in items}):
+            for variant_id in catalogue.variants_of({(i.kind, i.id) for i in changed_items}):
                 mark(variant_id, started)
-            catalogue.merge(variants, items, bom)
-            await self.store.save_catalogue(variants, items, bom)
+            catalogue.merge(changed_variants, changed_items, changed_bom)
+            await self.store.save_catalogue(changed_variants, changed_items, changed_bom)
 
         # A kit's potential depends on its ingredients' stock: a dirty ingredient dirties kits.
         for ingredient, at in list(dirty.items()):
             for kit in self.catalogue.kits_using([ingredient]):
                 mark(kit, at)
 
-        await self.store.record_changes(dirty, new_cursors, [c.name for c in self.enabled()])
+        await self.store.record_changes(
+            dirty, new_cursors, [c.name for c in self.enabled()], rows=rows
+        )
         if catalogue_changed:
             await self.rebuild_mappings()
         return len(dirty)
@@ -456,21 +522,42 @@ class Engine:
             }
             if any(full.values()):
                 report.changed_variants, work, stock = await self._full_sync_reads(full)
+                settled = await self._settle(full, report.run_id)
             else:
                 await self.prepare()
                 report.changed_variants = await self.collect_changes()
+                # Before the marks are taken: what the settling makes dirty is pushed now.
+                settled = await self._settle(full, report.run_id)
                 work = await self._work(full)
                 stock = await self._read_stock(work)
             await self._sync_holds()
             outcomes = await asyncio.gather(
                 *(
-                    self._sync_connection(self.mappings[name], is_full, marks, stock, report.run_id)
+                    self._sync_connection(
+                        self.mappings[name], is_full, marks, stock, report.run_id, settled[name]
+                    )
                     for name, (is_full, marks) in work.items()
                 )
             )
             report.connections.extend(outcomes)
             self.metrics.dirty_variants.set(await self.store.dirty_count())
         return report
+
+    async def _settle(self, names: Collection[str], run_id: str) -> dict[str, PushReport]:
+        """Settle every connection's open pushes (see daemon/recovery.py), side by side."""
+
+        async def settle(name: str) -> PushReport:
+            with structlog.contextvars.bound_contextvars(connection=name):
+                try:
+                    return await self._recovery.settle(
+                        self.mappings[name], self.shopify[name], run_id
+                    )
+                except ShopifyError as exc:
+                    log.warning("open_pushes_not_settled", error=str(exc))
+                    return PushReport(errors=[str(exc)])
+
+        reports = await asyncio.gather(*(settle(name) for name in names))
+        return dict(zip(names, reports, strict=True))
 
     async def _work(self, full: Mapping[str, bool]) -> dict[str, tuple[bool, dict[int, DirtyMark]]]:
         """Each connection's share: full sync or not, and the dirty marks it will settle."""
@@ -528,21 +615,46 @@ class Engine:
         marks: Mapping[int, DirtyMark],
         stock: StockTable,
         run_id: str,
+        settled: PushReport,
     ) -> ConnectionOutcome:
         name = mapping.name
         outcome = ConnectionOutcome(name=name, full_sync=full)
+        await self._absorb(name, outcome, settled)
         with structlog.contextvars.bound_contextvars(connection=name):
             only: Collection[int] | None = None if full else set(marks)
+            # A variant changed in Katana is confirmed against Shopify even where its value
+            # came back to the last pushed one (Shopify may have drifted meanwhile), once per
+            # change: a variant kept dirty is not confirmed again every cycle.
+            confirm = {v for v, m in marks.items() if self._confirmed.get((name, v)) != m.seq}
             unresolved = await self.push_levels(
-                mapping, stock, only=only, marks=marks, run_id=run_id, outcome=outcome
+                mapping,
+                stock,
+                only=only,
+                marks=marks,
+                run_id=run_id,
+                outcome=outcome,
+                confirm=confirm,
             )
             if unresolved is None:  # held by the safety valve: every mark stays
                 return outcome
+            for v, m in marks.items():
+                if v in unresolved:
+                    self._confirmed[(name, v)] = m.seq
+                else:
+                    self._confirmed.pop((name, v), None)
             done = {v: m.seq for v, m in marks.items() if v not in unresolved}
             await self.store.clear_dirty(name, done)
-            if full and not outcome.errors and not unresolved:
-                await self.store.set_connection_synced(name, self._now())
-                log.info("full_sync_done", applied=outcome.applied, rejected=outcome.rejected)
+            self.metrics.unreadable_variants.labels(connection=name).set(
+                await self.store.count_problems(name, "stock_unreadable")
+            )
+            if full:
+                # Variants the full sync could not settle (unreadable, in flight) wait in the
+                # outbox, so the next delta cycles retry them instead of another full sync.
+                kept = {v: self._now() for v in unresolved if v not in marks}
+                await self.store.record_changes(kept, {}, [name])
+                if not outcome.errors:
+                    await self.store.set_connection_synced(name, self._now())
+                    log.info("full_sync_done", applied=outcome.applied, rejected=outcome.rejected)
         return outcome
 
     async def desired(
@@ -552,8 +664,9 @@ class Engine:
         only: Collection[int] | None,
         *,
         note_problems: bool = True,
-    ) -> list[DesiredLevel]:
-        """What Shopify should show for `only` (None = every mapped variant); problems noted."""
+    ) -> tuple[list[DesiredLevel], set[int]]:
+        """What Shopify should show for `only` (None = every mapped variant), and the variants
+        that cannot be pushed (unreadable, out of range: they stay dirty); problems noted."""
         desired, problems = desired_levels(
             stock,
             self.katana_variants(),
@@ -562,9 +675,15 @@ class Engine:
             mapping.settings.policy,
             only=only,
         )
+        blocked = {p.katana_variant_id for p in problems if p.katana_variant_id is not None}
         if note_problems:
             await self._note_problems(mapping.name, problems)
-        return desired
+            # A variant planned without a problem has none left: a recurrence is reported anew.
+            wanted = mapping.table.targets.keys() if only is None else only
+            await self.store.clear_problems(
+                mapping.name, [f"katana_variant:{v}" for v in wanted if v not in blocked]
+            )
+        return desired, blocked
 
     async def push_levels(
         self,
@@ -575,6 +694,7 @@ class Engine:
         marks: Mapping[int, DirtyMark],
         run_id: str,
         outcome: ConnectionOutcome,
+        confirm: Collection[int] = (),
     ) -> set[int] | None:
         """Make Shopify show Katana's levels for `only` (None = every mapped variant).
 
@@ -586,17 +706,20 @@ class Engine:
         chunks: list[Collection[int]] = [*full_sync_chunks(mapping)] if only is None else [only]
         drops = 0
         kept: list[PlannedPush] | None = None
+        unresolved: set[int] = set()
         for chunk in chunks:
-            plan, snapshot = await self._plan(mapping, stock, chunk, outcome)
+            plan, snapshot, waiting = await self._plan(mapping, stock, chunk, confirm, outcome)
+            unresolved |= waiting
             drops += drops_to_zero(plan, snapshot)
             outcome.planned += len(plan)
             kept = plan if len(chunks) == 1 else None
         if not await self._valve_allows(mapping, drops, outcome):
             return None
-        unresolved: set[int] = set()
         unresolved_pairs = 0
         for chunk in chunks:
-            plan = kept if kept is not None else (await self._plan(mapping, stock, chunk))[0]
+            plan = (
+                kept if kept is not None else (await self._plan(mapping, stock, chunk, confirm))[0]
+            )
             report = await self._push(mapping, plan, run_id, outcome)
             self._observe_lag(report, marks)
             if report.unresolved:
@@ -610,20 +733,43 @@ class Engine:
         mapping: ConnectionMapping,
         stock: StockTable,
         only: Collection[int],
+        confirm: Collection[int] = (),
         outcome: ConnectionOutcome | None = None,
-    ) -> tuple[list[PlannedPush], dict[LevelKey, SnapshotEntry]]:
-        """The pushes for `only`, and the snapshot they were diffed against.
+    ) -> tuple[list[PlannedPush], dict[LevelKey, SnapshotEntry], set[int]]:
+        """The pushes for `only`, the snapshot they were diffed against, and the variants that
+        must wait (not pushable now, or a level still in flight under an earlier request).
 
         With `outcome` (the first look at these variants) problems are noted and the levels
         counted; without, the same plan is rebuilt quietly.
         """
-        desired = await self.desired(mapping, stock, only, note_problems=outcome is not None)
-        parked = self._parked.get(mapping.name, set())
-        desired = [d for d in desired if d.key not in parked]
+        name = mapping.name
+        desired, waiting = await self.desired(
+            mapping, stock, only, note_problems=outcome is not None
+        )
+        snapshot = await self.store.snapshot(name, {d.inventory_item_id for d in desired})
+        parked = await self.store.parked(name)
+        now = self._now()
+        ready: list[DesiredLevel] = []
+        moved_on: list[LevelKey] = []
+        for level in desired:
+            entry = snapshot.get(level.key)
+            if entry is not None and entry.in_flight:
+                # Its request is settled first (re-sent under its key), never overtaken.
+                waiting.add(level.katana_variant_id)
+                continue
+            rejected = parked.get(level.key)
+            if rejected is not None:
+                if rejected.quantity != level.quantity:
+                    moved_on.append(level.key)  # Katana moved on: push the new value now
+                elif rejected.retry_at > now:
+                    continue  # rejected at this value: wait out the pause
+                elif entry is not None and entry.quantity == level.quantity:
+                    moved_on.append(level.key)  # Shopify already shows it: nothing to retry
+            ready.append(level)
         if outcome is not None:
-            outcome.considered += len(desired)
-        snapshot = await self.store.snapshot(mapping.name, {d.inventory_item_id for d in desired})
-        return plan_pushes(desired, snapshot), snapshot
+            await self.store.unpark(name, moved_on)
+            outcome.considered += len(ready)
+        return plan_pushes(ready, snapshot, confirm=confirm), snapshot, waiting
 
     async def execute(
         self,
@@ -633,8 +779,14 @@ class Engine:
         run_id: str,
         outcome: ConnectionOutcome,
     ) -> PushReport | None:
-        """Guard a plan with the safety valve, push it, report rejections. None when held."""
-        outcome.planned = len(plan)
+        """Guard a plan with the safety valve, push it, report rejections. None when held.
+
+        Levels still in flight under an earlier request are left out: that request is
+        settled first, by the next cycle.
+        """
+        in_flight = await self.store.snapshot(mapping.name, {p.inventory_item_id for p in plan})
+        plan = [p for p in plan if not ((e := in_flight.get(p.key)) and e.in_flight)]
+        outcome.planned += len(plan)
         if not await self._valve_allows(mapping, drops_to_zero(plan, baseline), outcome):
             return None
         report = await self._push(mapping, plan, run_id, outcome)
@@ -671,13 +823,18 @@ class Engine:
         outcome: ConnectionOutcome,
     ) -> PushReport:
         """Push a plan; count the outcome, park and report the rejected pairs."""
-        name = mapping.name
-        report = await self._pusher.push(mapping.settings, self.shopify[name], plan, run_id)
+        report = await self._pusher.push(mapping.settings, self.shopify[mapping.name], plan, run_id)
+        await self._absorb(mapping.name, outcome, report)
+        return report
+
+    async def _absorb(self, name: str, outcome: ConnectionOutcome, report: PushReport) -> None:
+        """Count a push report into the outcome; park and report (once) what Shopify rejected:
+        it is tried again after a growing pause, or at once when Katana's value moves."""
         outcome.applied += len(report.applied)
         outcome.rejected += len(report.rejected)
         outcome.stale_overwrites += report.stale_overwrites
         outcome.errors.extend(report.errors)
-        self._parked.setdefault(name, set()).update(r.push.key for r in report.rejected)
+        await self.store.park(name, [r.push for r in report.rejected], park_backoff)
         await self._note_problems(
             name,
             [
@@ -689,7 +846,6 @@ class Engine:
                 for r in report.rejected
             ],
         )
-        return report
 
     @staticmethod
     def _log_pushed(outcome: ConnectionOutcome, unresolved: int) -> None:

@@ -151,6 +151,18 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.unreadable_variants = Gauge(
+            p + "unreadable_variants",
+            "Mapped variants whose Katana stock could not be read: not pushed, retried.",
+            ["connection"],
+            registry=r,
+        )
+        self.late_push_corrections = Counter(
+            p + "late_push_corrections",
+            "Levels read back after a push whose answer was lost, found wrong and corrected.",
+            ["connection"],
+            registry=r,
+        )
         # Label-less families with a result label: pre-create both children so they show as 0.
         for result in ("success", "error"):
             self.poll_cycles.labels(result=result)
@@ -164,3 +176,5 @@ class Metrics:
         self.stale_overwrites.labels(connection=connection)
         self.reconciliation_drift.labels(connection=connection)
         self.connection_held.labels(connection=connection)
+        self.unreadable_variants.labels(connection=connection)
+        self.late_push_corrections.labels(connection=connection)

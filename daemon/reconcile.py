@@ -165,7 +165,7 @@ class Reconciler:
         plan: list[PlannedPush] = []
         baseline: dict[LevelKey, SnapshotEntry] = {}
         for number, chunk in enumerate(chunks, start=1):
-            desired = await engine.desired(mapping, stock, chunk)
+            desired, _ = await engine.desired(mapping, stock, chunk)
             result.considered += len(desired)
             snapshot = await engine.store.snapshot(
                 conn.name, {d.inventory_item_id for d in desired}

@@ -9,25 +9,38 @@ nothing: every method that writes commits one transaction before it returns.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 import structlog
 
-from daemon.domain.models import LevelKey, Problem, PushResult, SnapshotEntry
+from daemon.domain.models import (
+    LevelKey,
+    PlannedPush,
+    Problem,
+    PushRequest,
+    PushResult,
+    SnapshotEntry,
+)
 from daemon.katana.models import BomRow, Catalogue, ItemKind, KatanaItem, KatanaVariantRow
 
 log = structlog.get_logger(__name__)
 
 # Inventory items per keyed snapshot query (well under SQLite's variable limit).
 SNAPSHOT_CHUNK = 500
+# Document rows per remembered-variant lookup (two variables each).
+ROW_CHUNK = 400
 # PRAGMA application_id marks the file as stocksync's ("STKS"), so a foreign database is refused.
 APPLICATION_ID: Final = 0x53544B53
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
@@ -134,6 +147,59 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             updated_at TEXT
         ) WITHOUT ROWID""",
     ),
+    (
+        # A push request whose answer is not recorded yet, exactly as last sent (PRODUCT.md §3):
+        # after a crash or a lost answer it is re-sent unchanged under its key. `lost` says an
+        # attempt's answer never arrived, so Shopify may still apply it later.
+        """CREATE TABLE push_requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            connection TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            variables TEXT NOT NULL,
+            pushes TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            lost INTEGER NOT NULL DEFAULT 0 CHECK (lost IN (0, 1))
+        )""",
+        # The request whose answer settles an in-flight level (never a newer one's answer), and
+        # when a level whose request was lost is read back from Shopify.
+        "ALTER TABLE snapshot ADD COLUMN request_id INTEGER",
+        "ALTER TABLE snapshot ADD COLUMN verify_after TEXT",
+        # Levels Shopify rejected, tried again after a growing pause or when Katana's value moves.
+        """CREATE TABLE parked (
+            connection TEXT NOT NULL,
+            inventory_item_id TEXT NOT NULL,
+            location_id TEXT NOT NULL,
+            katana_variant_id INTEGER NOT NULL,
+            quantity INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            retry_at TEXT NOT NULL,
+            PRIMARY KEY (connection, inventory_item_id, location_id)
+        ) WITHOUT ROWID""",
+    ),
+    (
+        # The last-known variant of each document row seen through a row source: Katana lets a
+        # row be re-pointed to another variant, and the old one must be re-read too.
+        """CREATE TABLE row_variants (
+            source TEXT NOT NULL,
+            row_id TEXT NOT NULL,
+            variant_id INTEGER NOT NULL,
+            PRIMARY KEY (source, row_id)
+        ) WITHOUT ROWID""",
+        # Katana allows a BOM row without a quantity: the column becomes nullable (SQLite
+        # changes a constraint only by rebuilding the table).
+        """CREATE TABLE catalogue_bom_nullable (
+            id TEXT PRIMARY KEY,
+            product_variant_id INTEGER NOT NULL,
+            ingredient_variant_id INTEGER NOT NULL,
+            quantity TEXT,
+            updated_at TEXT
+        ) WITHOUT ROWID""",
+        """INSERT INTO catalogue_bom_nullable
+            SELECT id, product_variant_id, ingredient_variant_id, quantity, updated_at
+            FROM catalogue_bom""",
+        "DROP TABLE catalogue_bom",
+        "ALTER TABLE catalogue_bom_nullable RENAME TO catalogue_bom",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -147,19 +213,30 @@ _SET_CURSOR: Final = """
     ON CONFLICT (source) DO UPDATE SET at = excluded.at"""
 _MARK_IN_FLIGHT: Final = """
     INSERT INTO snapshot (connection, inventory_item_id, location_id, quantity, in_flight,
-                          updated_at)
-    VALUES (?, ?, ?, NULL, 1, ?)
+                          updated_at, request_id)
+    VALUES (?, ?, ?, NULL, 1, ?, ?)
     ON CONFLICT (connection, inventory_item_id, location_id) DO UPDATE SET
-        in_flight = 1, updated_at = excluded.updated_at"""
+        in_flight = 1, updated_at = excluded.updated_at, request_id = excluded.request_id"""
+# Settling an answer that belongs to no recorded request (an activation).
 _SETTLE: Final = """
     INSERT INTO snapshot (connection, inventory_item_id, location_id, quantity, in_flight,
                           updated_at)
     VALUES (?, ?, ?, ?, 0, ?)
     ON CONFLICT (connection, inventory_item_id, location_id) DO UPDATE SET
-        quantity = excluded.quantity, in_flight = 0, updated_at = excluded.updated_at"""
+        quantity = excluded.quantity, in_flight = 0, request_id = NULL,
+        updated_at = excluded.updated_at"""
 _RELEASE: Final = """
-    UPDATE snapshot SET in_flight = 0, updated_at = ?
+    UPDATE snapshot SET in_flight = 0, request_id = NULL, updated_at = ?
     WHERE connection = ? AND inventory_item_id = ? AND location_id = ?"""
+# Settling the answer to request `request_id`: only the levels still in flight under it.
+_SETTLE_OWN: Final = """
+    UPDATE snapshot SET quantity = ?4, in_flight = 0, request_id = NULL, updated_at = ?5
+    WHERE connection = ?1 AND inventory_item_id = ?2 AND location_id = ?3 AND request_id = ?6"""
+_RELEASE_OWN: Final = """
+    UPDATE snapshot SET in_flight = 0, request_id = NULL, updated_at = ?
+    WHERE connection = ? AND inventory_item_id = ? AND location_id = ? AND request_id = ?"""
+_UNPARK: Final = """
+    DELETE FROM parked WHERE connection = ? AND inventory_item_id = ? AND location_id = ?"""
 _AUDIT: Final = """
     INSERT INTO audit (at, run_id, connection, sku, katana_variant_id, inventory_item_id,
                        location_id, from_quantity, to_quantity, outcome)
@@ -192,6 +269,35 @@ class AuditEntry:
     from_quantity: int | None
     to_quantity: int
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRequest:
+    """A recorded push request whose answer was never recorded (the process died, or the
+    answer was lost): re-sent unchanged under its key before its levels are planned again."""
+
+    id: int
+    request: PushRequest
+    sent_at: datetime
+    lost: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A level Shopify rejected: not planned again at the same quantity before `retry_at`."""
+
+    katana_variant_id: int
+    quantity: int
+    attempts: int
+    retry_at: datetime
+
+
+def _request_text(request: PushRequest) -> tuple[str, str]:
+    """A request's variables and pushes as stored (JSON): exactly what is re-sent."""
+    return (
+        json.dumps(request.variables, separators=(",", ":")),
+        json.dumps([list(push) for push in request.pushes], separators=(",", ":")),
+    )
 
 
 class _SharedEntries(dict[tuple[int | None, int], SnapshotEntry]):
@@ -271,7 +377,7 @@ def _bom_row(row: Sequence[Any]) -> BomRow:
         id=bid,
         product_variant_id=product_variant_id,
         ingredient_variant_id=ingredient_variant_id,
-        quantity=Decimal(quantity),
+        quantity=None if quantity is None else Decimal(quantity),
         updated_at=_maybe_from_iso(updated_at),
     )
 
@@ -298,12 +404,31 @@ def _prepare_path(path: Path) -> None:
         with path.open("rb") as file:
             header = file.read(len(_SQLITE_MAGIC))
     except FileNotFoundError:
+        _create_private(path)
         return
     except OSError as exc:
         raise StateError(f"cannot read the state database {path}: {exc.strerror}") from exc
     # An empty file is what `touch` leaves: SQLite treats it as a new database.
     if header and header != _SQLITE_MAGIC:
         raise StateError(f"{path} is not an SQLite database; {_advice(path)}")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file empty, mode 0600, whatever the umask.
+
+    SQLite would create it 0644 under the usual umask, readable by every local user when the
+    folder already existed; its -wal and -shm files take the database file's mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # created meanwhile by another process: SQLite opens it as it is
+    except OSError as exc:
+        raise StateError(f"cannot create the state database {path}: {exc.strerror}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # os.open's mode is filtered by the umask too
+    finally:
+        os.close(fd)
 
 
 async def _scalar(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> Any:
@@ -399,6 +524,109 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         log.info("state_schema_migrated", path=str(path), schema_version=target)
 
 
+# Columns holding times, by name: each must parse, or every cycle reading it would fail.
+_TIME_COLUMN = re.compile(r"^(at|since|first_seen|last_seen|.+_at|.+_after)$")
+# The audit log is append-only and never pruned (millions of rows after a year) and only
+# `stocksync history` reads its times: scanning it would slow every start-up for no cycle's sake.
+_UNSCANNED_TABLES: Final = frozenset({"audit"})
+
+
+@cache
+def _expected_schema() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Table -> its (column, declared type) pairs, as the migrations create them."""
+    db = sqlite3.connect(":memory:")
+    try:
+        for migration in MIGRATIONS:
+            for statement in migration:
+                db.execute(statement)
+        return _schema_of(db)
+    finally:
+        db.close()
+
+
+def _schema_of(db: sqlite3.Connection) -> dict[str, tuple[tuple[str, str], ...]]:
+    tables = [
+        str(name)
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {
+        table: tuple(
+            (str(row[1]), str(row[2]).upper())
+            for row in db.execute(f"PRAGMA table_info({_quote(table)})")
+        )
+        for table in tables
+    }
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _not_a_time(value: object) -> int:
+    """1 if a stored time cannot be read back (SQL function; NULL is fine)."""
+    if value is None:
+        return 0
+    if not isinstance(value, str):
+        return 1
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return 1
+    return 0
+
+
+async def _check_intact(db: aiosqlite.Connection, path: Path) -> None:
+    """Refuse a database whose tables, columns or stored times are not what stocksync wrote.
+
+    A sound SQLite file can still be damaged for stocksync (a table dropped, a time edited by
+    hand): opened anyway, every cycle would fail with the same traceback, forever.
+    """
+    expected = _expected_schema()
+    try:
+        found = {
+            table: tuple(
+                (str(row[1]), str(row[2]).upper())
+                for row in await db.execute_fetchall(f"PRAGMA table_info({_quote(table)})")
+            )
+            for table in expected
+        }
+        problems = []
+        for table, columns in expected.items():
+            have = dict(found[table])
+            if not have:
+                problems.append(f"table {table} is missing")
+                continue
+            for column, kind in columns:
+                if column not in have:
+                    problems.append(f"column {table}.{column} is missing")
+                elif have[column] != kind:
+                    problems.append(f"column {table}.{column} is {have[column]}, not {kind}")
+        if not problems:
+            # The outbox's sequence counter is one row the first migration inserts.
+            if int(await _scalar(db, "SELECT count(*) FROM dirty_sequence WHERE id = 1")) != 1:
+                problems.append("the dirty_sequence row is missing")
+            await db.create_function("stocksync_not_a_time", 1, _not_a_time, deterministic=True)
+            for table, columns in expected.items():
+                if table in _UNSCANNED_TABLES:
+                    continue
+                for column, kind in columns:
+                    if kind != "TEXT" or not _TIME_COLUMN.match(column):
+                        continue
+                    rows = await db.execute_fetchall(
+                        f"SELECT {_quote(column)} FROM {_quote(table)} "
+                        f"WHERE stocksync_not_a_time({_quote(column)}) LIMIT 1"
+                    )
+                    for (value,) in rows:
+                        problems.append(f"{table}.{column} holds {value!r:.60}, not a time")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{path} is corrupt ({exc}); {_advice(path)}") from exc
+    if problems:
+        found_text = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+        raise StateError(f"{path} is damaged ({found_text}); {_advice(path)}")
+
+
 class StateStore:
     """stocksync's state on one aiosqlite connection; safe to call from several tasks."""
 
@@ -426,6 +654,7 @@ class StateStore:
             await _check_ours(db, path)
             await _configure(db, path)
             await _migrate(db, path)
+            await _check_intact(db, path)
         except BaseException:
             await db.close()
             raise
@@ -462,14 +691,24 @@ class StateStore:
         dirty: Mapping[int, datetime],
         cursors: Mapping[str, datetime],
         connections: Sequence[str],
+        *,
+        rows: Mapping[tuple[str, str], int | None] | None = None,
     ) -> None:
-        """Mark variants dirty for every connection and advance cursors, in one transaction."""
+        """Mark variants dirty for every connection and advance cursors, in one transaction.
+
+        `rows` updates the remembered variant of document rows ((source, row id) -> variant id;
+        None forgets a deleted row) in the same transaction, so a crash can never leave a row
+        remembered at a variant whose mark was lost.
+        """
         if isinstance(connections, str):
             raise TypeError("connections must be a sequence of names, not one string")
         changed = [(int(variant), _iso(at)) for variant, at in dirty.items()]
         marks = [(name, variant, at) for name in connections for variant, at in changed]
         cursor_rows = [(source, _iso(at)) for source, at in cursors.items()]
-        if not marks and not cursor_rows:
+        rows = rows or {}
+        kept = [(src, rid, int(v)) for (src, rid), v in rows.items() if v is not None]
+        forgotten = [(src, rid) for (src, rid), v in rows.items() if v is None]
+        if not marks and not cursor_rows and not rows:
             return
         async with self._write() as db:
             if marks:
@@ -481,7 +720,30 @@ class StateStore:
                 await db.execute(
                     "UPDATE dirty_sequence SET last_seq = ? WHERE id = 1", (last + len(marks),)
                 )
+            await db.executemany(
+                "INSERT OR REPLACE INTO row_variants (source, row_id, variant_id) VALUES (?, ?, ?)",
+                kept,
+            )
+            await db.executemany(
+                "DELETE FROM row_variants WHERE source = ? AND row_id = ?", forgotten
+            )
             await db.executemany(_SET_CURSOR, cursor_rows)
+
+    async def row_variants(self, rows: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The remembered variant of each of these (source, row id); unknown rows are absent."""
+        wanted = list(dict.fromkeys(rows))
+        found: dict[tuple[str, str], int] = {}
+        async with self._lock:
+            for start in range(0, len(wanted), ROW_CHUNK):
+                chunk = wanted[start : start + ROW_CHUNK]
+                # Row values, not a join on a temp table: a cycle asks about a handful of rows.
+                where = " OR ".join(["(source = ? AND row_id = ?)"] * len(chunk))
+                params = [part for key in chunk for part in key]
+                for source, row_id, variant_id in await self._db.execute_fetchall(
+                    f"SELECT source, row_id, variant_id FROM row_variants WHERE {where}", params
+                ):
+                    found[(str(source), str(row_id))] = int(variant_id)
+        return found
 
     async def dirty(self, connection: str) -> dict[int, DirtyMark]:
         """Variants waiting to be pushed to `connection`."""
@@ -557,33 +819,51 @@ class StateStore:
     async def mark_in_flight(self, connection: str, keys: Iterable[LevelKey]) -> None:
         """Mark levels about to be sent as unknown; committed before this returns."""
         now = _iso(self._clock())
-        rows = [(connection, item, location, now) for item, location in keys]
+        rows = [(connection, item, location, now, None) for item, location in keys]
         if not rows:
             return
         async with self._write() as db:
             await db.executemany(_MARK_IN_FLIGHT, rows)
 
     async def record_pushed(
-        self, connection: str, run_id: str, results: Sequence[PushResult]
+        self,
+        connection: str,
+        run_id: str,
+        results: Sequence[PushResult],
+        *,
+        request_id: int | None = None,
+        verify_after: datetime | None = None,
     ) -> None:
-        """Settle the snapshot and write the audit log for Shopify's answers, in one transaction."""
+        """Settle the snapshot and write the audit log for Shopify's answers, in one transaction.
+
+        With `request_id` (the answer to a recorded request), only levels still in flight under
+        that request are settled, whatever else its pushes name: an in-flight mark is cleared
+        by the outcome of the request that set it, never by a newer one's. Levels of the request
+        with no result here are released as unchanged, the request is forgotten, and with
+        `verify_after` (an attempt's answer was lost) all its levels are read back then.
+        """
         now = _iso(self._clock())
-        settle: list[tuple[str, str, str, int | None, str]] = []
-        release: list[tuple[str, str, str, str]] = []
+        own = request_id is not None
+        # The request's id ends each row only where the statement compares it.
+        mine: tuple[object, ...] = (request_id,) if own else ()
+        settle: list[tuple[object, ...]] = []
+        release: list[tuple[object, ...]] = []
+        applied: list[tuple[str, str, str]] = []
         audit: list[tuple[object, ...]] = []
         for result in results:
             push = result.push
             item, location = push.inventory_item_id, push.location_id
             if result.status == "applied":
-                settle.append((connection, item, location, push.quantity, now))
+                settle.append((connection, item, location, push.quantity, now, *mine))
+                applied.append((connection, item, location))
                 outcome = "applied"
             elif result.status == "stale":
                 # Shopify holds `current`, not what we sent; the engine overwrites it next.
-                settle.append((connection, item, location, result.current, now))
+                settle.append((connection, item, location, result.current, now, *mine))
                 outcome = "stale"
             elif result.status == "rejected":
                 # Shopify changed nothing: the last known quantity is still right.
-                release.append((now, connection, item, location))
+                release.append((now, connection, item, location, *mine))
                 outcome = result.code or "rejected"
             else:
                 raise ValueError(f"unknown push status {result.status!r}")
@@ -601,12 +881,181 @@ class StateStore:
                     outcome,
                 )
             )
-        if not audit:
+        if not audit and not own:
             return
         async with self._write() as db:
-            await db.executemany(_SETTLE, settle)
-            await db.executemany(_RELEASE, release)
+            if own and verify_after is not None:
+                await db.execute(
+                    "UPDATE snapshot SET verify_after = ? WHERE connection = ? AND request_id = ?",
+                    (_iso(verify_after), connection, request_id),
+                )
+            await db.executemany(_SETTLE_OWN if own else _SETTLE, settle)
+            await db.executemany(_RELEASE_OWN if own else _RELEASE, release)
             await db.executemany(_AUDIT, audit)
+            await db.executemany(_UNPARK, applied)
+            if own:
+                await db.execute(
+                    "UPDATE snapshot SET in_flight = 0, request_id = NULL, updated_at = ? "
+                    "WHERE connection = ? AND request_id = ?",
+                    (now, connection, request_id),
+                )
+                await db.execute("DELETE FROM push_requests WHERE id = ?", (request_id,))
+
+    # -- push requests whose answer is not recorded yet (PRODUCT.md §3) ----------------------
+
+    async def begin_request(self, connection: str, request: PushRequest) -> int:
+        """Record a request about to be sent and mark its levels in flight under it; its id."""
+        now = _iso(self._clock())
+        async with self._write() as db:
+            cursor = await db.execute(
+                "INSERT INTO push_requests (connection, idempotency_key, variables, pushes, "
+                "sent_at) VALUES (?, ?, ?, ?, ?)",
+                (connection, request.key, *_request_text(request), now),
+            )
+            request_id = cursor.lastrowid
+            await cursor.close()
+            assert request_id is not None
+            await db.executemany(
+                _MARK_IN_FLIGHT,
+                [
+                    (connection, p.inventory_item_id, p.location_id, now, request_id)
+                    for p in request.pushes
+                ],
+            )
+        return request_id
+
+    async def next_attempt(self, request_id: int, request: PushRequest) -> None:
+        """Record what the next attempt of a request sends (a new key, or fewer levels)."""
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE push_requests SET idempotency_key = ?, variables = ?, pushes = ?, "
+                "sent_at = ? WHERE id = ?",
+                (request.key, *_request_text(request), _iso(self._clock()), request_id),
+            )
+
+    async def request_lost(self, request_id: int) -> None:
+        """An attempt of this request got no answer: Shopify may still apply it later."""
+        async with self._write() as db:
+            await db.execute("UPDATE push_requests SET lost = 1 WHERE id = ?", (request_id,))
+
+    async def pending_requests(self, connection: str) -> list[PendingRequest]:
+        """Requests of `connection` whose answer was never recorded, oldest first."""
+        rows = await self._fetch(
+            "SELECT id, idempotency_key, variables, pushes, sent_at, lost FROM push_requests "
+            "WHERE connection = ? ORDER BY id",
+            (connection,),
+        )
+        return [
+            PendingRequest(
+                id=request_id,
+                request=PushRequest(
+                    key=key,
+                    variables=json.loads(variables),
+                    pushes=tuple(PlannedPush(*p) for p in json.loads(pushes)),
+                ),
+                sent_at=_from_iso(sent_at),
+                lost=bool(lost),
+            )
+            for request_id, key, variables, pushes, sent_at, lost in rows
+        ]
+
+    async def release_orphans(self, connection: str, verify_after: datetime) -> int:
+        """Levels in flight under no recorded request (a state from before requests were
+        recorded): released, and read back at `verify_after`. Returns how many."""
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE snapshot SET in_flight = 0, request_id = NULL, verify_after = ? "
+                "WHERE connection = ? AND in_flight = 1 AND (request_id IS NULL OR request_id "
+                "NOT IN (SELECT id FROM push_requests))",
+                (_iso(verify_after), connection),
+            )
+            count = cursor.rowcount
+            await cursor.close()
+        return count
+
+    async def due_verifications(self, connection: str, now: datetime) -> list[LevelKey]:
+        """Settled levels whose lost request can no longer land: to be read back from Shopify."""
+        rows = await self._fetch(
+            "SELECT inventory_item_id, location_id FROM snapshot WHERE connection = ? "
+            "AND in_flight = 0 AND verify_after IS NOT NULL AND verify_after <= ?",
+            (connection, _iso(now)),
+        )
+        return [(str(item), str(location)) for item, location in rows]
+
+    async def record_verified(self, connection: str, actual: Mapping[LevelKey, int | None]) -> None:
+        """What Shopify shows now at levels read back (None: no longer stocked there)."""
+        now = _iso(self._clock())
+        async with self._write() as db:
+            await db.executemany(
+                "UPDATE snapshot SET quantity = COALESCE(?, quantity), verify_after = NULL, "
+                "updated_at = ? WHERE connection = ? AND inventory_item_id = ? "
+                "AND location_id = ? AND in_flight = 0",
+                [(q, now, connection, item, loc) for (item, loc), q in actual.items()],
+            )
+
+    # -- levels Shopify rejected ---------------------------------------------------------------
+
+    async def park(
+        self, connection: str, rejected: Iterable[PlannedPush], backoff: Callable[[int], float]
+    ) -> None:
+        """Park rejected levels until `backoff(attempts)` seconds from now (attempts from 1)."""
+        now = self._clock()
+        pushes = {p.key: p for p in rejected}
+        if not pushes:
+            return
+        async with self._write() as db:
+            attempts: dict[LevelKey, int] = {}
+            for item, location, count in await db.execute_fetchall(
+                "SELECT inventory_item_id, location_id, attempts FROM parked WHERE connection = ?",
+                (connection,),
+            ):
+                attempts[(item, location)] = count
+            rows = []
+            for key, push in pushes.items():
+                tries = attempts.get(key, 0) + 1
+                retry_at = now + timedelta(seconds=backoff(tries))
+                rows.append(
+                    (connection, *key, push.katana_variant_id, push.quantity, tries, _iso(retry_at))
+                )
+            await db.executemany(
+                "INSERT INTO parked (connection, inventory_item_id, location_id, "
+                "katana_variant_id, quantity, attempts, retry_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (connection, inventory_item_id, location_id) DO UPDATE SET "
+                "katana_variant_id = excluded.katana_variant_id, quantity = excluded.quantity, "
+                "attempts = excluded.attempts, retry_at = excluded.retry_at",
+                rows,
+            )
+
+    async def parked(self, connection: str) -> dict[LevelKey, Parked]:
+        """The parked levels of `connection`."""
+        rows = await self._fetch(
+            "SELECT inventory_item_id, location_id, katana_variant_id, quantity, attempts, "
+            "retry_at FROM parked WHERE connection = ?",
+            (connection,),
+        )
+        return {
+            (item, location): Parked(variant, quantity, attempts, _from_iso(retry_at))
+            for item, location, variant, quantity, attempts, retry_at in rows
+        }
+
+    async def unpark(self, connection: str, keys: Iterable[LevelKey]) -> None:
+        """Forget parked levels (Katana moved on, or they are no longer mapped)."""
+        rows = [(connection, item, location) for item, location in keys]
+        if rows:
+            async with self._write() as db:
+                await db.executemany(_UNPARK, rows)
+
+    async def retry_parked_now(self, connection: str | None = None) -> None:
+        """Make every parked level (of `connection`, or all) due at once: a reload, a fresh
+        Shopify catalogue, may have fixed what Shopify rejected."""
+        now = _iso(self._clock())
+        async with self._write() as db:
+            if connection is None:
+                await db.execute("UPDATE parked SET retry_at = ?", (now,))
+            else:
+                await db.execute(
+                    "UPDATE parked SET retry_at = ? WHERE connection = ?", (now, connection)
+                )
 
     async def history(self, sku: str, limit: int = 100) -> list[AuditEntry]:
         """The latest pushes of `sku`, newest first."""
@@ -661,12 +1110,21 @@ class StateStore:
         )
         return {subject: Problem(kind, subject, detail) for subject, kind, detail in rows}
 
-    async def clear_problem(self, connection: str, subject: str) -> None:
-        """Forget a resolved problem, so that a recurrence is reported again."""
-        async with self._write() as db:
-            await db.execute(
-                "DELETE FROM problems WHERE connection = ? AND subject = ?", (connection, subject)
-            )
+    async def count_problems(self, connection: str, kind: str) -> int:
+        """How many problems of `kind` are recorded for `connection`."""
+        rows = await self._fetch(
+            "SELECT COUNT(*) FROM problems WHERE connection = ? AND kind = ?", (connection, kind)
+        )
+        return int(rows[0][0])
+
+    async def clear_problems(self, connection: str, subjects: Iterable[str]) -> None:
+        """Forget resolved problems, so that a recurrence is reported again."""
+        rows = [(connection, subject) for subject in subjects]
+        if rows:
+            async with self._write() as db:
+                await db.executemany(
+                    "DELETE FROM problems WHERE connection = ? AND subject = ?", rows
+                )
 
     # -- safety-valve holds ------------------------------------------------------------------
 
@@ -760,7 +1218,7 @@ class StateStore:
                 b.id,
                 b.product_variant_id,
                 b.ingredient_variant_id,
-                str(b.quantity),
+                None if b.quantity is None else str(b.quantity),
                 _maybe_iso(b.updated_at),
             )
             for b in final_bom.values()

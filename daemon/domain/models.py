@@ -5,10 +5,11 @@ Every type here is immutable. Shopify ids are GraphQL gids (strings); Katana ids
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 ShopifyGid = str
 # (Shopify inventory item gid, Shopify location gid): the unit stocksync sets a level for.
@@ -207,12 +208,26 @@ class PlannedPush(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class PushRequest:
+    """One `inventorySetQuantities` request exactly as sent: its idempotency key, its variables
+    and the pushes its quantities stand for, in the same order."""
+
+    key: str
+    variables: Mapping[str, Any]
+    pushes: tuple[PlannedPush, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Problem:
-    """A per-item situation worth reporting once (untracked, shadowed, rejected, too high...)."""
+    """A per-item situation worth reporting once (untracked, shadowed, rejected, too high...).
+
+    `katana_variant_id` names the variant a problem keeps from being pushed (it stays dirty).
+    """
 
     kind: str
     subject: str
     detail: str
+    katana_variant_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,9 @@ def desired_levels(
 ) -> tuple[list[DesiredLevel], list[Problem]]:
     """What Shopify should hold for each mapped variant, location and target, plus problems.
 
-    `stock` is Katana's stock rows by variant, as the Katana client reads them.
+    `stock` is Katana's stock rows by variant, as the Katana client reads them. A variant whose
+    stock could not be read, or whose quantity cannot be pushed, yields a Problem naming it
+    (`katana_variant_id`): it is never taken as zero stock, and it stays dirty.
     """
     wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
     # Katana locations in a stable order, each with the Shopify locations it feeds.
@@ -56,6 +58,17 @@ def desired_levels(
             # level last pushed.
             continue
         sku = normalize_sku(variant.sku)
+        if not stock.readable(variant_id, locations):
+            problems.append(
+                Problem(
+                    kind="stock_unreadable",
+                    subject=f"katana_variant:{variant_id}",
+                    detail=f"Katana variant {variant_id} (SKU {sku!r}) is not pushed: Katana "
+                    "sent stock rows for it that cannot be read; it is read again next cycle",
+                    katana_variant_id=variant_id,
+                )
+            )
+            continue
         items = [target.inventory_item_id for target in mapping.targets[variant_id]]
         failures: list[tuple[str, str]] = []
         at = stock.quantities_at(variant_id)
@@ -96,6 +109,7 @@ def _quantity_problem(variant_id: int, sku: str | None, failures: list[tuple[str
         kind=kind,
         subject=f"katana_variant:{variant_id}",
         detail=f"Katana variant {variant_id} (SKU {sku!r}) is not pushed: {reasons}",
+        katana_variant_id=variant_id,
     )
 
 
@@ -104,14 +118,23 @@ def plan_pushes(
     snapshot: Mapping[LevelKey, SnapshotEntry],
     *,
     force: bool = False,
+    confirm: Collection[int] = (),
 ) -> list[PlannedPush]:
-    """The pushes that make Shopify match `desired`, given what it was last told."""
+    """The pushes that make Shopify match `desired`, given what it was last told.
+
+    A level equal to the snapshot is pushed anyway when its variant is in `confirm` (it changed
+    in Katana and may have changed back): compared against the snapshot value, the push is a
+    no-op where Shopify still shows it and a stale answer, overwritten, where Shopify drifted.
+    """
     pushes: list[PlannedPush] = []
     for variant_id, sku, item, location, quantity in desired:
         entry = snapshot.get((item, location))
-        # An in-flight pair's Shopify value is unknown: never trust it, never compare against it.
-        known = None if entry is None or entry.in_flight else entry.quantity
-        if known != quantity or force:
+        # The last acknowledged value is the compare value, in flight or not: a request that
+        # may still land must never meet an unconditional set (PRODUCT.md §3). Null only where
+        # nothing was ever acknowledged.
+        known = None if entry is None else entry.quantity
+        unsure = entry is not None and entry.in_flight
+        if known != quantity or unsure or force or variant_id in confirm:
             pushes.append(PlannedPush(variant_id, sku, item, location, quantity, known))
     return pushes
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 
 from daemon.domain.models import Quantity, StockRow
 
@@ -34,8 +34,39 @@ class StockTable(Mapping[int, tuple[StockRow, ...]]):
         # (variant id, row position, field) -> a value the packing cannot hold.
         self._exact: dict[tuple[int, int, int], Quantity] = {}
         self._irregular: set[int] = set()  # variants with a value in _exact
+        # Variants a row of which Katana sent but could not be read (PRODUCT.md §3): their
+        # stock is unknown, never zero, so they are not planned and stay dirty.
+        self.unreadable: set[int] = set()
+        # A row dropped without even a readable variant id may belong to any variant of its
+        # read: for those (all when `_unsure_all`) a location without a row is not zero stock.
+        self._unsure: set[int] = set()
+        self._unsure_all = False
         for row in rows:
             self.add(row)
+
+    def mark_unreadable(self, variant_id: int) -> None:
+        """A row of this variant could not be read."""
+        self.unreadable.add(variant_id)
+
+    def mark_unsure(self, variant_ids: Collection[int] | None) -> None:
+        """A row of one of these variants (None: of any) could not be read."""
+        if variant_ids is None:
+            self._unsure_all = True
+        else:
+            self._unsure.update(variant_ids)
+
+    def readable(self, variant_id: int, locations: Iterable[int]) -> bool:
+        """Whether this variant's stock at these Katana locations is known.
+
+        Katana lists no row where a variant never had stock, which is zero stock, unless a row
+        of the read was dropped unread: then a missing row may be that one.
+        """
+        if variant_id in self.unreadable:
+            return False
+        if self._unsure_all or variant_id in self._unsure:
+            present = self.quantities_at(variant_id)
+            return all(location in present for location in locations)
+        return True
 
     def add(self, row: StockRow) -> None:
         """Append one row (a later row for the same location does not replace an earlier one)."""

@@ -14,7 +14,8 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,6 +30,7 @@ from daemon.katana.models import (
     KatanaItem,
     KatanaLocation,
     KatanaVariantRow,
+    Read,
 )
 from daemon.katana.parse import (
     MalformedRow,
@@ -39,6 +41,7 @@ from daemon.katana.parse import (
     parse_location,
     parse_stock_row,
     parse_variant,
+    stock_row_variant,
 )
 from daemon.katana.ratelimit import MAX_PAUSE_SECONDS, RateLimiter, Sleep
 from daemon.metrics import Metrics
@@ -129,34 +132,62 @@ class KatanaClient:
 
     async def variants(self, updated_since: datetime | None = None) -> list[KatanaVariantRow]:
         """Variants updated since (all when None), deleted and archived ones included."""
-        return [row async for row in self.each_variant(updated_since)]
+        return (await self.read_variants(updated_since)).rows
+
+    async def read_variants(self, updated_since: datetime | None = None) -> Read[KatanaVariantRow]:
+        """`variants`, with Katana's clock when the read began."""
+        clock = _Clock()
+        rows = [row async for row in self._each_variant(updated_since, clock)]
+        return Read(rows, clock.at)
 
     def each_variant(
         self, updated_since: datetime | None = None
     ) -> AsyncIterator[KatanaVariantRow]:
         """`variants`, row by row as the pages arrive (a cold start need not hold them all)."""
+        return self._each_variant(updated_since, None)
+
+    def _each_variant(
+        self, updated_since: datetime | None, clock: _Clock | None
+    ) -> AsyncIterator[KatanaVariantRow]:
         # Deleted/archived variants must be seen to stop syncing them.
         params = [("include_deleted", "true"), ("include_archived", "true")]
         params += _since("updated_at_min", updated_since)
-        return self._parsed("variants", "/variants", params, parse_variant)
+        return self._parsed("variants", "/variants", params, parse_variant, clock)
 
     async def items(self, updated_since: datetime | None = None) -> list[KatanaItem]:
         """Products and materials updated since (all when None), archived ones included."""
+        return (await self.read_items(updated_since)).rows
+
+    async def read_items(self, updated_since: datetime | None = None) -> Read[KatanaItem]:
+        """`items`, with Katana's clock when the earlier of its two reads began."""
         # Archiving a product retires its variants: the archived ones must be listed.
         params = [("include_deleted", "true"), ("include_archived", "true")]
         params += _since("updated_at_min", updated_since)
-        products = await self._read(
-            "products", "/products", params, lambda raw: parse_item(raw, "product")
+        products, materials = _Clock(), _Clock()
+        rows = await self._read(
+            "products", "/products", params, lambda raw: parse_item(raw, "product"), products
         )
-        materials = await self._read(
-            "materials", "/materials", params, lambda raw: parse_item(raw, "material")
+        rows += await self._read(
+            "materials", "/materials", params, lambda raw: parse_item(raw, "material"), materials
         )
-        return products + materials
+        # One cursor covers both lists: it may advance only as far as the earlier read began.
+        known = [c.at for c in (products, materials) if c.at is not None]
+        return Read(rows, min(known) if len(known) == 2 else None)
 
     async def bom_rows(self, updated_since: datetime | None = None) -> list[BomRow]:
         """Kit ingredient rows updated since (all when None)."""
+        return (await self.read_bom_rows(updated_since)).rows
+
+    async def read_bom_rows(self, updated_since: datetime | None = None) -> Read[BomRow]:
+        """`bom_rows`, with Katana's clock when the read began.
+
+        Katana's /bom_rows has no `include_deleted` and no `deleted_at`: a removed row is simply
+        absent, so only a read of every row (updated_since None) can tell that it went.
+        """
+        clock = _Clock()
         params = _since("updated_at_min", updated_since)
-        return await self._read("bom_rows", "/bom_rows", params, parse_bom_row)
+        rows = await self._read("bom_rows", "/bom_rows", params, parse_bom_row, clock)
+        return Read(rows, clock.at)
 
     async def inventory(self, variant_ids: Collection[int] | None = None) -> StockTable:
         """Current stock rows of these variants at every location (everything when None).
@@ -165,34 +196,53 @@ class KatanaClient:
         """
         stock = StockTable()
         if variant_ids is None:
-            async for row in self._parsed("inventory", "/inventory", [], parse_stock_row):
-                stock.add(row)
+            await self._read_stock_into(stock, [], None)
             return stock
         wanted = sorted(set(variant_ids))
         for start in range(0, len(wanted), INVENTORY_BATCH_SIZE):
             batch = wanted[start : start + INVENTORY_BATCH_SIZE]
             # Katana's `variant_id` is an array parameter: one repeated key per id.
             params = [("variant_id", str(v)) for v in batch]
-            asked = set(batch)
-            async for row in self._parsed("inventory", "/inventory", params, parse_stock_row):
-                # A filter Katana does not apply returns everything; keep only what was asked.
-                if row.variant_id in asked:
-                    stock.add(row)
+            await self._read_stock_into(stock, params, set(batch))
         return stock
+
+    async def _read_stock_into(
+        self, stock: StockTable, params: Params, asked: set[int] | None
+    ) -> None:
+        """One `/inventory` read into `stock`; an unreadable row makes its variant unreadable."""
+        async for raw in self._rows("/inventory", params):
+            try:
+                row = parse_stock_row(raw)
+            except MalformedRow as exc:
+                self._malformed("inventory", exc)
+                variant_id = stock_row_variant(raw)
+                if variant_id is None:
+                    stock.mark_unsure(asked)
+                elif asked is None or variant_id in asked:
+                    stock.mark_unreadable(variant_id)
+                continue
+            # A filter Katana does not apply returns everything; keep only what was asked.
+            if asked is None or row.variant_id in asked:
+                stock.add(row)
 
     async def changes(self, source: str, since: datetime) -> list[Change]:
         """Variants touched by one delta source since `since`: one Change per variant per row."""
+        return (await self.read_changes(source, since)).rows
+
+    async def read_changes(self, source: str, since: datetime) -> Read[Change]:
+        """`changes`, with Katana's clock when the read began."""
         if source not in DELTA_SOURCES:
             raise ValueError(f"unknown Katana delta source {source!r}")
         if source == "inventory_movements":
             params = _since("created_at_min", since)
         else:
-            # Deleting an order (or transfer, adjustment, recipe row) releases its commitment
-            # without any movement: deleted rows must be listed. Unsupported filters are
-            # ignored by Katana, so asking everywhere is harmless.
+            # Deleting an order, a row, a transfer or an adjustment releases its commitment
+            # without any movement: deleted rows must be listed. Every one of these lists takes
+            # include_deleted (live-gateway.yaml).
             params = [*_since("updated_at_min", since), ("include_deleted", "true")]
+        clock = _Clock()
         changes: list[Change] = []
-        async for raw in self._rows(f"/{source}", params):
+        async for raw in self._rows(f"/{source}", params, clock):
             try:
                 found, bad_lines = parse_changes(source, raw)
             except MalformedRow as exc:
@@ -201,20 +251,30 @@ class KatanaClient:
             for bad in bad_lines:
                 self._malformed(source, bad)
             changes.extend(found)
-        return changes
+        return Read(changes, clock.at)
 
     # --- pagination and parsing ----------------------------------------------------------------
 
     async def _read(
-        self, resource: str, path: str, params: Params, parse: Callable[[object], T]
+        self,
+        resource: str,
+        path: str,
+        params: Params,
+        parse: Callable[[object], T],
+        clock: _Clock | None = None,
     ) -> list[T]:
-        return [row async for row in self._parsed(resource, path, params, parse)]
+        return [row async for row in self._parsed(resource, path, params, parse, clock)]
 
     async def _parsed(
-        self, resource: str, path: str, params: Params, parse: Callable[[object], T]
+        self,
+        resource: str,
+        path: str,
+        params: Params,
+        parse: Callable[[object], T],
+        clock: _Clock | None = None,
     ) -> AsyncIterator[T]:
         """Every well-formed row, parsed; a malformed one is reported and skipped."""
-        async for raw in self._rows(path, params):
+        async for raw in self._rows(path, params, clock):
             try:
                 row = parse(raw)
             except MalformedRow as exc:
@@ -222,11 +282,17 @@ class KatanaClient:
                 continue
             yield row
 
-    async def _rows(self, path: str, params: Params) -> AsyncIterator[object]:
+    async def _rows(
+        self, path: str, params: Params, clock: _Clock | None = None
+    ) -> AsyncIterator[object]:
         previous: list[object] | None = None
         for number in range(1, MAX_PAGES + 1):
             query = [*params, ("limit", str(PAGE_LIMIT)), ("page", str(number))]
             rows, headers = await self._get(path, query)
+            if number == 1 and clock is not None:
+                # The first page's answer is the earliest Katana time of the read: whatever
+                # changed after it is left for the next read to find.
+                clock.at = _server_time(headers.get("Date"))
             if rows and rows == previous:
                 # The server ignored `page`: reading on would loop forever.
                 log.warning("katana_page_repeated", path=path, page=number)
@@ -353,6 +419,27 @@ class KatanaClient:
 
 
 # --- response reading ---------------------------------------------------------------------------
+
+
+class _Clock:
+    """Katana's clock when a read began (set from its first page; None without a Date)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: datetime | None = None
+
+
+def _server_time(header: str | None) -> datetime | None:
+    """An HTTP `Date` header as aware UTC (to the second, so never later than the server's
+    clock at that moment); None when missing or unreadable."""
+    if not header:
+        return None
+    try:
+        at = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _since(name: str, at: datetime | None) -> Params:

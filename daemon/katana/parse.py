@@ -9,6 +9,7 @@ from typing import Any
 from daemon.domain.models import Quantity, StockRow
 from daemon.domain.quantity import parse_quantity
 from daemon.katana.models import (
+    ROW_SOURCES,
     BomRow,
     Change,
     ItemKind,
@@ -182,8 +183,13 @@ def parse_bom_row(raw: object) -> BomRow:
         id=str(bom_id),
         product_variant_id=row.integer("product_variant_id"),
         ingredient_variant_id=row.integer("ingredient_variant_id"),
-        quantity=row.quantity("quantity"),
+        # Nullable in Katana's schema; stocksync only needs to know which kits use which
+        # ingredients, so a row without a quantity still counts.
+        quantity=row.optional_quantity("quantity"),
+        # The real /bom_rows has no deleted_at (removed rows vanish); accepted when present.
         deleted=row.optional_timestamp("deleted_at") is not None,
+        # Kept so the bom_rows cursor can follow it.
+        updated_at=row.optional_timestamp("updated_at"),
     )
 
 
@@ -199,15 +205,27 @@ def parse_stock_row(raw: object) -> StockRow:
     )
 
 
-# Resource -> the list of line rows whose variants it touches (None: the row names one variant).
-_LINE_ROWS: dict[str, str | None] = {
-    "inventory_movements": None,
-    "sales_orders": "sales_order_rows",
-    "manufacturing_orders": None,  # the produced variant
-    "manufacturing_order_recipe_rows": None,  # the ingredient variant
-    "stock_transfers": "stock_transfer_rows",
-    "stock_adjustments": "stock_adjustment_rows",
-    "purchase_orders": "purchase_order_rows",
+def stock_row_variant(raw: object) -> int | None:
+    """The variant of an `/inventory` row that did not parse, when at least that is readable."""
+    try:
+        return _Row(raw).optional_integer("variant_id")
+    except MalformedRow:
+        return None
+
+
+# Resource -> (the list of line rows whose variants it touches, or None when the row names one
+# variant itself; the field holding that variant).
+_SOURCES: dict[str, tuple[str | None, str]] = {
+    "inventory_movements": (None, "variant_id"),
+    "sales_orders": ("sales_order_rows", "variant_id"),
+    "sales_order_rows": (None, "variant_id"),
+    "manufacturing_orders": (None, "variant_id"),  # the produced variant
+    "manufacturing_order_recipe_rows": (None, "variant_id"),  # the ingredient variant
+    "stock_transfers": ("stock_transfer_rows", "variant_id"),
+    "stock_adjustments": ("stock_adjustment_rows", "variant_id"),
+    "purchase_orders": ("purchase_order_rows", "variant_id"),
+    "purchase_order_rows": (None, "variant_id"),
+    "outsourced_purchase_order_recipe_rows": (None, "ingredient_variant_id"),
 }
 
 
@@ -217,22 +235,24 @@ def parse_changes(source: str, raw: object) -> tuple[list[Change], list[Malforme
     Raises MalformedRow when the row itself is unusable; a bad line row only drops that line
     (returned so it is reported), because the other lines' variants did change.
     """
-    if source not in _LINE_ROWS:
+    if source not in _SOURCES:
         raise ValueError(f"unknown Katana delta source {source!r}")
     row = _Row(raw)
     resource_id = row.integer("id")
     # Movements are filtered and reported by creation (they are never edited in a way that
     # matters); everything else by its last update.
     at = row.timestamp("created_at" if source == "inventory_movements" else "updated_at")
-    lines_field = _LINE_ROWS[source]
+    lines_field, variant_field = _SOURCES[source]
     if lines_field is None:
-        return [Change(source, resource_id, row.integer("variant_id"), at)], []
+        # Only a row's deletion matters on its own: it ends what the engine remembers of it.
+        deleted = source in ROW_SOURCES and row.optional_timestamp("deleted_at") is not None
+        return [Change(source, resource_id, row.integer(variant_field), at, deleted)], []
     changes: list[Change] = []
     problems: list[MalformedRow] = []
     seen: set[int] = set()
     for raw_line in row.rows(lines_field):
         try:
-            variant_id = _Row(raw_line).integer("variant_id")
+            variant_id = _Row(raw_line).integer(variant_field)
         except MalformedRow as exc:
             # Named by order and line (the line alone may not even be an object).
             problems.append(MalformedRow(_line_id(resource_id, raw_line), exc.reason))

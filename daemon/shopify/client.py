@@ -18,12 +18,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import structlog
 
-from daemon.domain.models import LevelKey, PlannedPush, PushResult, ShopifyVariant
+from daemon.domain.models import (
+    LevelKey,
+    PlannedPush,
+    PushRequest,
+    PushResult,
+    ShopifyVariant,
+)
 from daemon.shopify import bulk, queries
 from daemon.shopify.pacing import CostBucket, QueryCost, parse_cost, throttle_wait
 
@@ -65,6 +71,42 @@ class ShopifyLocation:
     id: str
     name: str
     is_active: bool
+
+
+class PushJournal(Protocol):
+    """Where each inventorySetQuantities request is recorded before it is sent (PRODUCT.md §3)."""
+
+    async def sending(self, request: PushRequest) -> None:
+        """`request` is about to be sent: record it, and its levels as in flight under it."""
+
+    async def lost(self) -> None:
+        """An attempt may have reached Shopify but its answer was lost."""
+
+
+async def _record(
+    journal: PushJournal | None, variables: Mapping[str, Any], batch: Sequence[PlannedPush]
+) -> None:
+    if journal is not None:
+        await journal.sending(PushRequest(str(variables["key"]), variables, tuple(batch)))
+
+
+def _set_input(batch: Sequence[PlannedPush], reference: str) -> dict[str, object]:
+    """The `input` of an inventorySetQuantities call setting "available" for `batch`."""
+    return {
+        "name": "available",
+        "reason": "correction",
+        "referenceDocumentUri": reference,
+        "quantities": [
+            {
+                "inventoryItemId": push.inventory_item_id,
+                "locationId": push.location_id,
+                "quantity": push.quantity,
+                # Required since 2026-04, even when there is nothing to compare: null says so.
+                "changeFromQuantity": push.change_from,
+            }
+            for push in batch
+        ],
+    }
 
 
 class ShopifyError(Exception):
@@ -444,15 +486,30 @@ class ShopifyClient:
     # -- writes ---------------------------------------------------------------------------------
 
     async def set_available(
-        self, pushes: Sequence[PlannedPush], *, reference: str
+        self,
+        pushes: Sequence[PlannedPush],
+        *,
+        reference: str,
+        journal: PushJournal | None = None,
+        resend: PushRequest | None = None,
     ) -> list[PushResult]:
-        """Set "available" for ≤ 250 distinct pairs; one PushResult per push, in the same order."""
+        """Set "available" for ≤ 250 distinct pairs; one PushResult per push, in the same order.
+
+        `journal` is told every request before it is sent, and every attempt whose answer was
+        lost. `resend` is a request recorded earlier whose answer never arrived: its first
+        attempt goes out unchanged, under the same key (`pushes` must be its pushes).
+        """
         _check_batch(pushes)
+        if resend is not None and tuple(pushes) != resend.pushes:
+            raise ValueError("a re-sent request must be sent with its own pushes")
         results: dict[int, PushResult] = {}
         stale: list[tuple[int, str]] = []
         remaining = list(range(len(pushes)))
         while remaining:
-            failed = await self._set_quantities([pushes[i] for i in remaining], reference)
+            failed = await self._set_quantities(
+                [pushes[i] for i in remaining], reference, journal, resend
+            )
+            resend = None
             if not failed:
                 for index in remaining:
                     results[index] = PushResult(push=pushes[index], status="applied")
@@ -487,37 +544,34 @@ class ShopifyClient:
         return [results[index] for index in range(len(pushes))]
 
     async def _set_quantities(
-        self, batch: Sequence[PlannedPush], reference: str
+        self,
+        batch: Sequence[PlannedPush],
+        reference: str,
+        journal: PushJournal | None,
+        resend: PushRequest | None,
     ) -> dict[int, _UserError]:
         """One batch through inventorySetQuantities; returns the userErrors by element position."""
-        quantities = [
-            {
-                "inventoryItemId": push.inventory_item_id,
-                "locationId": push.location_id,
-                "quantity": push.quantity,
-                # Required since 2026-04, even when there is nothing to compare: null says so.
-                "changeFromQuantity": push.change_from,
-            }
-            for push in batch
-        ]
-        set_input = {
-            "name": "available",
-            "reason": "correction",
-            "referenceDocumentUri": reference,
-            "quantities": quantities,
-        }
+        if resend is not None:
+            variables: dict[str, object] = dict(resend.variables)
+        else:
+            variables = {"input": _set_input(batch, reference), "key": _new_key()}
+            await _record(journal, variables, batch)
         # One key per distinct batch. `_execute` retries transport failures, 5xx and throttling
         # with these very variables, hence the same key; Shopify's dedup is not relied upon.
-        variables: dict[str, object] = {"input": set_input, "key": _new_key()}
+        on_lost = None if journal is None else journal.lost
         for _ in range(self._max_attempts):
             data = await self._execute(
-                queries.SET_QUANTITIES, variables, cost=queries.SET_QUANTITIES_COST
+                queries.SET_QUANTITIES,
+                variables,
+                cost=queries.SET_QUANTITIES_COST,
+                on_lost=on_lost,
             )
             errors = _user_errors(data, "inventorySetQuantities")
             codes = {error.code for error in errors}
             if codes & NEW_KEY_CODES:
                 log.info("shopify_idempotency_new_key", codes=sorted(c for c in codes if c))
                 variables = {**variables, "key": _new_key()}
+                await _record(journal, variables, batch)
                 continue
             if CONCURRENT_REQUEST_CODE in codes:
                 await self._sleep(CONCURRENT_REQUEST_WAIT)
@@ -636,9 +690,18 @@ class ShopifyClient:
         return nodes, _next_cursor(connection, after, field)
 
     async def _execute(
-        self, document: str, variables: Mapping[str, object], *, cost: float
+        self,
+        document: str,
+        variables: Mapping[str, object],
+        *,
+        cost: float,
+        on_lost: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """Send one operation and return its `data`, retrying throttling and transient failures."""
+        """Send one operation and return its `data`, retrying throttling and transient failures.
+
+        `on_lost` is awaited whenever an attempt may have reached Shopify but its answer did
+        not come back (a write may then still be applied, later).
+        """
         failures = 0
         throttles = 0
         renewed = False
@@ -652,6 +715,8 @@ class ShopifyClient:
                 await self._back_off(failures, str(exc))
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
+                if on_lost is not None:
+                    await on_lost()
                 failures += 1
                 await self._back_off(failures, type(exc).__name__)
                 continue
@@ -662,6 +727,8 @@ class ShopifyClient:
                     continue
                 raise ShopifyAuthError(f"Shopify refused the access token (HTTP {reply.status})")
             if reply.status >= 500:
+                if on_lost is not None:
+                    await on_lost()
                 failures += 1
                 await self._back_off(failures, f"HTTP {reply.status}")
                 continue
@@ -681,6 +748,8 @@ class ShopifyClient:
                     f"Shopify answered HTTP {reply.status}{_error_detail(reply.body)}"
                 )
             if reply.body is None:
+                if on_lost is not None:
+                    await on_lost()
                 failures += 1
                 await self._back_off(failures, "response was not a JSON object")
                 continue

@@ -197,6 +197,7 @@ class Scenario:
         reconciliation_enabled: bool = True,
         min_drop_count: int = 20,
         max_drop_fraction: float = 0.5,
+        late_push_seconds: float | None = None,
     ) -> Path:
         """Write stocksync.toml, one variant map per shop and stocksync.env; the TOML's path.
 
@@ -243,6 +244,8 @@ class Scenario:
                 f"max_drop_fraction = {max_drop_fraction!r}",
                 f"min_drop_count = {min_drop_count}",
             ]
+            if late_push_seconds is not None:
+                lines.append(f"late_push_seconds = {late_push_seconds!r}")
             for katana_name, shopify_ids in shop.locations.items():
                 lines += [
                     "",

@@ -233,6 +233,7 @@ class ShopifyFaults:
         self.stale_without_field = False
         self._throttle = 0
         self._http429 = 0
+        self._holds: collections.deque[tuple[float | None, bool]] = collections.deque()
         self._failures: collections.deque[int] = collections.deque()
         self._bulk_failures: collections.deque[str] = collections.deque()
         self._download_failures: collections.deque[int] = collections.deque()
@@ -248,6 +249,20 @@ class ShopifyFaults:
     def fail_next(self, n: int, status: int = 500) -> None:
         """Answer the next `n` GraphQL requests with HTTP `status` (a server error)."""
         self._failures.extend([status] * n)
+
+    def hold_next_set(self, n: int, seconds: float | None = None, *, dedup: bool = False) -> None:
+        """Hold the next `n` inventorySetQuantities requests for `seconds` (None: until
+        `ShopifySim.release_held()`), then apply them, whether or not their sender is still
+        waiting (it may have timed out, or died).
+
+        With `dedup` false the held request is applied as received even if its key was used
+        again meanwhile: Shopify's idempotency has been reported unreliable, and a late request
+        overtaking newer ones is the failure this models.
+        """
+        self._holds.extend([(seconds, dedup)] * n)
+
+    def _take_hold(self) -> tuple[float | None, bool] | None:
+        return self._holds.popleft() if self._holds else None
 
     def bulk_fail_next(self, n: int = 1, error_code: str = "INTERNAL_SERVER_ERROR") -> None:
         """End the next `n` bulk operations started FAILED with `error_code` and no data."""
@@ -1602,6 +1617,8 @@ class ShopifySim:
         self.restore_rate = float(restore_rate)
         self.faults = ShopifyFaults()
         self.mutation_calls: collections.Counter[str] = collections.Counter()
+        # The idempotency key of every inventorySetQuantities call executed, in order.
+        self.set_quantities_keys: list[str | None] = []
         self.set_quantities_sizes: list[int] = []
         self.throttled_total = 0
         self.requests_total = 0
@@ -1629,6 +1646,11 @@ class ShopifySim:
         self._available: dict[LevelKey, int] = {}
         self._committed: dict[LevelKey, int] = {}
         self._idempotency: dict[str, _IdempotencyRecord] = {}
+        # Requests held by `faults.hold_next_set`, still to be applied; and whether the one
+        # being applied bypasses the idempotency records.
+        self._held: set[asyncio.Task[dict[str, Any]]] = set()
+        self._bypass_idempotency = False
+        self._held_release = asyncio.Event()
         self._bulk_operations: dict[str, _BulkOperation] = {}
 
     # -- the shop, driven directly by tests and the demo ------------------------------------
@@ -1681,6 +1703,10 @@ class ShopifySim:
         for location_id in location_ids:
             self._stock(item, self._locations[location_id], available)
         return ShopifyVariant(id=variant.id, sku=sku, inventory_item_id=item.id, tracked=tracked)
+
+    def stock_item(self, item_id: str, location_id: str, available: int = 0) -> None:
+        """The merchant stocks an item at a location (a no-op where it is stocked already)."""
+        self._stock(self._items[item_id], self._locations[location_id], available)
 
     def available(self, item_id: str, location_id: str) -> int | None:
         """Shopify's available quantity, or None when the item is not stocked there."""
@@ -1756,10 +1782,53 @@ class ShopifySim:
                 {"errors": {"query": "Required parameter missing or invalid"}}, status=400
             )
         await self._settle_bulk()
-        body = self.execute(
-            query, variables, operation_name, version=version, origin=str(request.url.origin())
-        )
+        origin = str(request.url.origin())
+        hold = self.faults._take_hold() if "inventorySetQuantities" in query else None
+        if hold is not None:
+            task = asyncio.ensure_future(
+                self._apply_later(*hold, query, variables, operation_name, version, origin)
+            )
+            self._held.add(task)
+            task.add_done_callback(self._held.discard)
+            # Shielded: the request is applied even when its sender hangs up or dies.
+            body = await asyncio.shield(task)
+        else:
+            body = self.execute(query, variables, operation_name, version=version, origin=origin)
         return web.json_response(body, headers={"X-Shopify-API-Version": version})
+
+    async def _apply_later(
+        self,
+        seconds: float | None,
+        dedup: bool,
+        query: str,
+        variables: Mapping[str, Any] | None,
+        operation_name: str | None,
+        version: str,
+        origin: str,
+    ) -> dict[str, Any]:
+        if seconds is None:
+            await self._held_release.wait()
+        else:
+            await asyncio.sleep(seconds)
+        self._bypass_idempotency = not dedup
+        try:
+            return self.execute(query, variables, operation_name, version=version, origin=origin)
+        finally:
+            self._bypass_idempotency = False
+
+    def release_held(self) -> None:
+        """Let every request held until released be applied now."""
+        self._held_release.set()
+
+    @property
+    def held_requests(self) -> int:
+        """Requests held by `faults.hold_next_set` and not applied yet."""
+        return len(self._held)
+
+    async def held_applied(self) -> None:
+        """Wait until every held request has been applied."""
+        while self._held:
+            await asyncio.wait(set(self._held))
 
     async def _handle_bulk_result(self, request: web.Request) -> web.StreamResponse:
         """A bulk result file, as Shopify's signed storage URL serves it (no token needed)."""
@@ -2235,6 +2304,7 @@ class ShopifySim:
         key = _idempotency_key(field_node, request.raw_variables)
         self.mutation_calls["inventorySetQuantities"] += 1
         self.set_quantities_sizes.append(len(input_["quantities"]))
+        self.set_quantities_keys.append(key)
         if request.strict_inventory_rules:
             if key is None:
                 raise _idempotency_required()
@@ -2494,7 +2564,7 @@ class ShopifySim:
         run: Callable[[], dict[str, Any]],
     ) -> dict[str, Any]:
         """Run a keyed mutation once: a retry within 24 h replays, other arguments are refused."""
-        if key is None:
+        if key is None or self._bypass_idempotency:
             return run()
         now = self._clock()
         record = self._idempotency.get(key)

@@ -426,6 +426,7 @@ class World:
         *,
         sync_inventory: bool = True,
         shutdown_timeout_seconds: float | None = None,
+        late_push_seconds: float | None = None,
     ) -> Path:
         """Write (or rewrite) stocksync.toml for this world; its path."""
         path = self.scenario.write_config(
@@ -437,6 +438,7 @@ class World:
             poll_interval_seconds=POLL_INTERVAL_SECONDS,
             sync_inventory=sync_inventory,
             log_format="json",
+            late_push_seconds=late_push_seconds,
         )
         if shutdown_timeout_seconds is not None:
             # write_config has no parameter for it: add the key to the [daemon] table.

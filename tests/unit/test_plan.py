@@ -256,7 +256,27 @@ def test_snapshot_with_unknown_quantity_is_pushed_with_unknown_change_from() -> 
 
 def test_in_flight_pair_is_pushed_even_when_desired_equals_old_value() -> None:
     snapshot = {(item(1), SHOP_A): SnapshotEntry(5, in_flight=True)}
-    assert plan_pushes([level(1, SHOP_A, 5)], snapshot) == [push(1, SHOP_A, 5, change_from=None)]
+    assert plan_pushes([level(1, SHOP_A, 5)], snapshot) == [push(1, SHOP_A, 5, change_from=5)]
+
+
+def test_in_flight_pair_is_compared_against_the_last_acknowledged_value_never_null() -> None:
+    # A request that may still land must never meet an unconditional set (PRODUCT.md §3).
+    snapshot = {(item(1), SHOP_A): SnapshotEntry(5, in_flight=True)}
+    assert plan_pushes([level(1, SHOP_A, 7)], snapshot) == [push(1, SHOP_A, 7, change_from=5)]
+
+
+def test_pair_never_acknowledged_is_pushed_with_a_null_compare() -> None:
+    snapshot = {(item(1), SHOP_A): SnapshotEntry(None, in_flight=True)}
+    assert plan_pushes([level(1, SHOP_A, 7)], {}) == [push(1, SHOP_A, 7, change_from=None)]
+    assert plan_pushes([level(1, SHOP_A, 7)], snapshot) == [push(1, SHOP_A, 7, change_from=None)]
+
+
+def test_confirmed_variant_is_pushed_unchanged_compared_against_the_snapshot() -> None:
+    # Katana changed and came back: Shopify may have drifted meanwhile, so the unchanged value
+    # is set again, compared against the last pushed one (a no-op where Shopify still shows it).
+    snapshot = {(item(1), SHOP_A): SnapshotEntry(5), (item(2), SHOP_A): SnapshotEntry(3)}
+    desired = [level(1, SHOP_A, 5), level(2, SHOP_A, 3, variant_id=2)]
+    assert plan_pushes(desired, snapshot, confirm={1}) == [push(1, SHOP_A, 5, change_from=5)]
 
 
 def test_force_pushes_unchanged_levels_keeping_change_from() -> None:
