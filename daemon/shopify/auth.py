@@ -17,7 +17,7 @@ import aiohttp
 import structlog
 
 from daemon.secrets import Secret
-from daemon.shopify.client import ShopifyAuthError, ShopifyError, ShopifyUnavailable
+from daemon.shopify.errors import ShopifyAuthError, ShopifyError, ShopifyUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -31,12 +31,15 @@ from daemon.domain.models import (
     ShopifyVariant,
 )
 from daemon.shopify import bulk, queries
+from daemon.shopify.errors import ShopifyAuthError, ShopifyError, ShopifyUnavailable
 from daemon.shopify.pacing import CostBucket, QueryCost, parse_cost, throttle_wait
 
 if TYPE_CHECKING:
     from daemon.metrics import Metrics
     from daemon.secrets import Secret
     from daemon.shopify.auth import TokenProvider
+
+__all__ = ["ShopifyAuthError", "ShopifyClient", "ShopifyError", "ShopifyUnavailable"]
 
 log = structlog.get_logger(__name__)
 
@@ -109,16 +112,6 @@ def _set_input(batch: Sequence[PlannedPush], reference: str) -> dict[str, object
     }
 
 
-class ShopifyError(Exception):
-    """Shopify answered with an error that retrying the same request will not fix."""
-
-
-class ShopifyAuthError(ShopifyError):
-    """Shopify refused the credentials (HTTP 401/403, or the token grant failed)."""
-
-
-class ShopifyUnavailable(ShopifyError):
-    """Shopify could not be reached, or kept failing, within the bounded retries."""
 
 
 @dataclass(frozen=True, slots=True)
