@@ -5,6 +5,7 @@ Every type here is immutable. Shopify ids are GraphQL gids (strings); Katana ids
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +20,33 @@ LevelKey = tuple[ShopifyGid, ShopifyGid]
 Quantity = int | Decimal
 
 
+class VariantFlag(enum.IntFlag):
+    """What a Katana variant takes from itself and its product or material (one int each)."""
+
+    RETIRED = 1  # deleted, or its product/material archived or deleted: it stops syncing
+    KIT = 2  # its product has is_auto_assembly: potential counts
+    DELETED = 4  # the variant itself is deleted
+
+
+_RETIRED, _KIT, _DELETED = (int(f) for f in VariantFlag)
+
+
 class _Value:
-    """Equality and hash by `_key()`, for the slots classes that stand in for NamedTuples
-    where a catalogue holds 100,000s of them (immutable by convention)."""
+    """Equality, hash and immutability for the slots classes that stand in for NamedTuples
+    where a catalogue holds 100,000s of them: fields are set once, by `_init`."""
 
     __slots__ = ()
+
+    def _init(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Assigning would silently change the hash of a value held in sets and dict keys.
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
 
     def _key(self) -> tuple[object, ...]:
         raise NotImplementedError
@@ -46,6 +69,12 @@ class KatanaVariant(_Value):
     """
 
     __slots__ = ("_flags", "created_at", "id", "material_id", "product_id", "sku")
+    _flags: int
+    created_at: datetime
+    id: int
+    material_id: int | None
+    product_id: int | None
+    sku: str | None
 
     def __init__(
         self,
@@ -58,13 +87,15 @@ class KatanaVariant(_Value):
         is_kit: bool = False,
         deleted: bool = False,
     ) -> None:
-        self.id = id
-        self.sku = sku
-        self.created_at = created_at
-        self.product_id = product_id
-        self.material_id = material_id
-        self._flags = (
-            (_RETIRED if retired else 0) | (_KIT if is_kit else 0) | (_DELETED if deleted else 0)
+        self._init(
+            id=id,
+            sku=sku,
+            created_at=created_at,
+            product_id=product_id,
+            material_id=material_id,
+            _flags=(_RETIRED if retired else 0)
+            | (_KIT if is_kit else 0)
+            | (_DELETED if deleted else 0),
         )
 
     @property
@@ -93,8 +124,6 @@ class KatanaVariant(_Value):
         )
 
 
-_RETIRED, _KIT, _DELETED = 1, 2, 4
-
 
 class ShopifyVariant(_Value):
     """A Shopify product variant and its inventory item (immutable).
@@ -105,14 +134,20 @@ class ShopifyVariant(_Value):
     """
 
     __slots__ = ("_id", "_item", "sku", "tracked")
+    _id: int | str
+    _item: int | str
+    sku: str | None
+    tracked: bool
 
     def __init__(
         self, id: ShopifyGid, sku: str | None, inventory_item_id: ShopifyGid, tracked: bool
     ) -> None:
-        self._id = _pack_gid(id, _VARIANT_GID)
-        self._item = _pack_gid(inventory_item_id, _ITEM_GID)
-        self.sku = sku
-        self.tracked = tracked
+        self._init(
+            _id=_pack_gid(id, _VARIANT_GID),
+            _item=_pack_gid(inventory_item_id, _ITEM_GID),
+            sku=sku,
+            tracked=tracked,
+        )
 
     @property
     def id(self) -> ShopifyGid:

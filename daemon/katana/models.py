@@ -5,23 +5,52 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
-from daemon.domain.models import KatanaVariant, Quantity
+from daemon.domain.models import KatanaVariant, Quantity, VariantFlag
 
 ItemKind = Literal["product", "material"]
 
-# Delta sources polled by `updated_at_min` (movements by `created_at_min`). Variants and BOM rows
-# are polled too, through the catalogue refresh.
+# Delta sources polled by `updated_at_min` (movements by `created_at_min`), deleted rows included
+# where Katana lists them. Variants and BOM rows are polled too, through the catalogue refresh.
+# docs/design.md ("Change capture") says which Katana change each one sees.
 DELTA_SOURCES: tuple[str, ...] = (
     "inventory_movements",
     "sales_orders",
+    "sales_order_rows",
     "manufacturing_orders",
     "manufacturing_order_recipe_rows",
     "stock_transfers",
     "stock_adjustments",
     "purchase_orders",
+    "purchase_order_rows",
+    "outsourced_purchase_order_recipe_rows",
 )
+# Sources that list one document row each. Katana edits and deletes such a row without touching
+# its document or recording a movement, and a row can be re-pointed to another variant: the
+# engine remembers each row's last-known variant so the old one is re-read too.
+ROW_SOURCES: frozenset[str] = frozenset(
+    {
+        "sales_order_rows",
+        "manufacturing_order_recipe_rows",
+        "purchase_order_rows",
+        "outsourced_purchase_order_recipe_rows",
+    }
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Generic[T]):
+    """The rows of one list read, and Katana's clock when the read began.
+
+    `as_of` is the `Date` header of the read's first page (None when Katana sent none): every
+    row updated after it is left for the next read, so a cursor may advance to it.
+    """
+
+    rows: list[T]
+    as_of: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +95,29 @@ class BomRow:
     id: str
     product_variant_id: int
     ingredient_variant_id: int
-    quantity: Quantity
+    quantity: Quantity | None  # Katana allows a null quantity
     deleted: bool = False
     updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One delta: this variant's in-stock or committed quantity may have changed at `at`."""
+    """One delta: this variant's in-stock or committed quantity may have changed at `at`.
+
+    For a row source (ROW_SOURCES) `resource_id` is the row's id and `deleted` says the row is
+    gone (Katana lists it with `deleted_at`).
+    """
 
     source: str
     resource_id: int | str
     variant_id: int
     at: datetime
+    deleted: bool = False
 
 
-_ARCHIVED = 1  # archived or deleted: its variants are retired
-_KIT = 2  # a product with is_auto_assembly: its variants are kits
+# What a product or material passes on to its variants, in the variants' own flags: archived
+# (or deleted) retires them; is_auto_assembly makes them kits.
+_ARCHIVED, _KIT = int(VariantFlag.RETIRED), int(VariantFlag.KIT)
 
 
 def _flags(item: KatanaItem) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from daemon.domain.models import ShopifyVariant
+from daemon.domain.models import KatanaVariant, ShopifyVariant
 
 ODD_IDS = [
     "gid://shopify/ProductVariant/007",  # a leading zero would be lost as a number
@@ -49,3 +51,19 @@ def test_variants_are_equal_and_hash_alike_by_value() -> None:
     assert hash(a) == hash(same)
     assert a != untracked
     assert "gid://shopify/InventoryItem/1" in repr(a)
+
+
+def test_domain_values_are_immutable_so_their_hash_never_changes() -> None:
+    shopify = ShopifyVariant(
+        "gid://shopify/ProductVariant/1", "A", "gid://shopify/InventoryItem/2", True
+    )
+    katana = KatanaVariant(1, "A", datetime(2026, 1, 1, tzinfo=UTC), product_id=3, is_kit=True)
+    for value, field in ((shopify, "sku"), (shopify, "tracked"), (katana, "sku"), (katana, "id")):
+        before = hash(value)
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(value, field, "changed")
+        with pytest.raises(AttributeError, match="immutable"):
+            delattr(value, field)
+        assert hash(value) == before
+    assert katana.is_kit
+    assert not katana.retired
