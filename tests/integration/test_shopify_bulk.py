@@ -7,10 +7,9 @@ has to be broken on purpose.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,33 +31,13 @@ from daemon.shopify.auth import StaticToken
 from daemon.shopify.client import ShopifyClient, ShopifyError, ShopifyUnavailable
 from daemon.sim.shopify import BulkDownload, ShopifySim
 from tests.aioresponses_compat import CompatResponse
+from tests.helpers import FakeTime
 from tests.integration.conftest import World
 
 TOKEN = "shpat_bulk_test_token"
 VERSION_PATH = "/admin/api/2026-10/graphql.json"
 CATALOGUE = 300  # more than one page of 250, so the paged read is really paged
 THRESHOLD = 10
-
-
-class FakeTime:
-    """One clock for the client and the simulator; it only moves when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 def new_sim(fake_time: FakeTime) -> ShopifySim:
@@ -99,12 +78,6 @@ async def serve(shop: ShopifySim) -> AsyncIterator[str]:
 async def graphql_url(sim: ShopifySim) -> AsyncIterator[str]:
     async with serve(sim) as url:
         yield url
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
 
 
 def make_client(
@@ -333,12 +306,6 @@ def test_lines_come_out_whole_wherever_the_download_chunks_break(
 
 GRAPHQL_URL = "https://eu-store.myshopify.com/admin/api/2026-10/graphql.json"
 RESULT_URL = "https://storage.googleapis.com/shopify-bulk/1.jsonl?X-Goog-Signature=abc"
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as mock:
-        yield mock
 
 
 def answer(mocked: aioresponses, data: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,6 +27,7 @@ from daemon.shopify.client import (
     ShopifyUnavailable,
 )
 from tests.aioresponses_compat import CompatResponse
+from tests.helpers import FakeTime
 
 ADMIN_URL = "https://eu-store.myshopify.com"
 GRAPHQL_URL = f"{ADMIN_URL}/admin/api/2026-10/graphql.json"
@@ -36,22 +36,6 @@ STATIC_TOKEN = "shpat_0123456789abcdef_static"
 CLIENT_SECRET = "shpss_fedcba9876543210_secret"
 ITEM = "gid://shopify/InventoryItem/{}"
 LOCATION = "gid://shopify/Location/{}"
-
-
-class FakeTime:
-    """A clock that only moves when something sleeps on it; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def post(mocked: aioresponses, url: str, **kwargs: Any) -> None:
@@ -171,23 +155,6 @@ def push(n: int, quantity: int, change_from: int | None = None, location: int = 
 
 
 # -- fixtures and helpers ------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
-@pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as mock:
-        yield mock
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import aiohttp
 from aioresponses import aioresponses
 
 from daemon.domain.models import PushRequest
+from tests.helpers import FakeTime
 from tests.integration.test_shopify_client import (
     GRAPHQL_URL,
-    FakeTime,
     make_client,
     post,
     push,
@@ -16,8 +16,6 @@ from tests.integration.test_shopify_client import (
     set_applied,
     set_refused,
 )
-
-pytest_plugins = ["tests.integration.test_shopify_client"]
 
 
 class Journal:

@@ -7,22 +7,7 @@ import asyncio
 import pytest
 
 from daemon.shopify.pacing import CostBucket, ThrottleStatus, parse_cost, throttle_wait
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps on it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.helpers import FakeTime
 
 
 def bucket(time: FakeTime) -> CostBucket:
