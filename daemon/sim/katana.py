@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -44,13 +45,21 @@ WINDOW_SECONDS = 60.0
 SALES_COMMITTING = frozenset({"NOT_SHIPPED", "PARTIALLY_PACKED", "PARTIALLY_DELIVERED"})
 SALES_FULFILLED = frozenset({"PACKED", "DELIVERED"})
 SALES_STATUSES = SALES_COMMITTING | SALES_FULFILLED | {"PENDING"}
+# A sales-order row can be edited or deleted only while its order is in one of these
+# (update-sales-order-row.md, delete-sales-order-row.md).
+SALES_ROW_EDITABLE = frozenset({"NOT_SHIPPED", "PENDING"})
 MO_OPEN = frozenset({"NOT_STARTED", "IN_PROGRESS", "BLOCKED"})
 MO_DONE = "DONE"
-TRANSFER_OPEN = "pending"
-TRANSFER_DONE = "completed"
+# katana-openapi.yaml StockTransferStatus. A draft commits its rows at the source; in transit the
+# stock has left the source and not reached the target; received, it is at the target.
+TRANSFER_DRAFT = "draft"
+TRANSFER_IN_TRANSIT = "inTransit"
+TRANSFER_RECEIVED = "received"
 PO_OPEN = "NOT_RECEIVED"
 PO_DONE = "RECEIVED"
 
+# The customer of every simulated sales order (Katana requires one).
+SIM_CUSTOMER_ID = 1
 _BOM_NAMESPACE = uuid.UUID("6b1d5d0e-3c59-4e8e-9d1a-7a0c2f5b9e41")
 _INTEGER = re.compile(r"-?\d+")
 
@@ -68,6 +77,11 @@ def quantity_text(value: Decimal) -> str:
 
 def _money_text(value: Decimal) -> str:
     return f"{(value if value != 0 else ZERO):.10f}"
+
+
+def number(value: Decimal) -> int | float:
+    """A quantity as a JSON number, where Katana's schema has `number` (row quantities)."""
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _decimal(value: Quantity) -> Decimal:
@@ -145,16 +159,15 @@ class _Movement(_Record):
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
-class _Line:
-    """A row nested in an order, transfer or adjustment."""
+class _Line(_Record):
+    """A row of an order, transfer or adjustment (`parent_id` is that document's id)."""
 
-    id: int
     variant_id: int
     quantity: Decimal
     location_id: int
-    created_at: datetime
-    updated_at: datetime
+    parent_id: int = 0
     received_date: datetime | None = None
+    linked_manufacturing_order_id: int | None = None  # sales-order rows made to order
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -175,6 +188,7 @@ class _ManufacturingOrder(_Record):
     actual_quantity: Decimal | None = None
     done_date: datetime | None = None
     recipe_row_ids: list[int] = field(default_factory=list)
+    sales_order_row_id: int | None = None  # made to order for this sales-order row
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -208,6 +222,17 @@ class _PurchaseOrder(_Record):
     status: str
     location_id: int
     rows: list[_Line]
+    # "outsourced": a subcontractor makes `rows` from the ingredients of `recipe_row_ids`.
+    entity_type: Literal["regular", "outsourced"] = "regular"
+    recipe_row_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class _OutsourcedRecipeRow(_Record):
+    purchase_order_id: int
+    purchase_order_row_id: int
+    ingredient_variant_id: int
+    planned_quantity_per_unit: Decimal
 
 
 R = TypeVar("R", bound=_Record)
@@ -229,10 +254,12 @@ class _Table(Generic[R]):
         self.created: list[R] = []  # ascending created_at (the sim's clock never goes back)
         self.recent: OrderedDict[int, R] = OrderedDict()  # ascending updated_at
         self.revision = 0  # bumped by every change: list caches compare it
+        self._added = 0  # rows ever added: a removed row's position is never reused
 
     def add(self, row: R) -> R:
         self.revision += 1
-        row.seq = len(self.created)
+        row.seq = self._added
+        self._added += 1
         self.rows[row.id] = row
         self.created.append(row)
         self.recent[row.id] = row
@@ -242,6 +269,13 @@ class _Table(Generic[R]):
         self.revision += 1
         row.updated_at = at
         self.recent.move_to_end(row.id)
+
+    def remove(self, row: R) -> None:
+        """Drop a row for good (what Katana keeps no trace of); rare, so a linear scan."""
+        self.revision += 1
+        del self.rows[row.id]
+        self.recent.pop(row.id, None)
+        self.created.remove(row)
 
     def get(self, row_id: int, what: str) -> R:
         row = self.rows.get(row_id)
@@ -312,6 +346,7 @@ class KatanaFaults:
     _throttle_retry_after: int = 1
     _malformed: int = 0
     _malformed_kind: str = "quantity"
+    _hold_back: timedelta = timedelta(0)
 
     def fail_next(self, n: int, status: int = 500) -> None:
         """The next `n` requests answer `status` with Katana's error body."""
@@ -325,10 +360,16 @@ class KatanaFaults:
         """The next `n` /inventory rows served are broken: `quantity_in_stock: "abc"` or no id."""
         self._malformed, self._malformed_kind = n, kind
 
+    def hold_back(self, window: timedelta) -> None:
+        """Lists leave out rows changed within the last `window` of the account's clock, as if
+        their transactions had not committed yet (a late commit); timedelta(0) ends it."""
+        self._hold_back = window
+
     def clear(self) -> None:
         """Back to a healthy API."""
         self.latency, self.outage = 0.0, False
         self._fail = self._throttle = self._malformed = 0
+        self._hold_back = timedelta(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,6 +434,11 @@ class KatanaSim:
         self._transfers: _Table[_StockTransfer] = _Table()
         self._adjustments: _Table[_StockAdjustment] = _Table()
         self._purchase_orders: _Table[_PurchaseOrder] = _Table()
+        # Rows Katana lists on their own (/sales_order_rows, /purchase_order_rows, ...), and edits
+        # or deletes without touching their document.
+        self._sales_order_rows: _Table[_Line] = _Table()
+        self._purchase_order_rows: _Table[_Line] = _Table()
+        self._outsourced_recipe_rows: _Table[_OutsourcedRecipeRow] = _Table()
         self._bom_by_uuid: dict[str, _BomEntry] = {}
         self._bom_by_kit: dict[int, dict[int, _BomEntry]] = {}
         self._kits_by_ingredient: dict[int, Counter[int]] = {}  # ingredient -> kit -> rows
@@ -545,11 +591,12 @@ class KatanaSim:
         self._bom.touch(entry, self._tick())
 
     def delete_bom_row(self, row_uuid: str) -> None:
-        """Remove an ingredient from a recipe (visible with include_deleted)."""
+        """Remove an ingredient from a recipe: the row is gone (Katana's /bom_rows has no
+        include_deleted and no deleted_at), and nothing else records that it went."""
         entry = self._bom_entry(row_uuid)
-        at = self._tick()
-        entry.deleted_at = at
-        self._bom.touch(entry, at)
+        self._tick()
+        self._bom.remove(entry)
+        del self._bom_by_uuid[row_uuid]
         self._bom_by_kit[entry.product_variant_id].pop(entry.id, None)
         kits = self._kits_by_ingredient[entry.ingredient_variant_id]
         kits[entry.product_variant_id] -= 1
@@ -558,8 +605,8 @@ class KatanaSim:
 
     def _bom_entry(self, row_uuid: str) -> _BomEntry:
         entry = self._bom_by_uuid.get(row_uuid)
-        if entry is None or entry.deleted_at is not None:
-            raise ValueError(f"no live recipe row {row_uuid}")
+        if entry is None:
+            raise ValueError(f"no recipe row {row_uuid}")
         return entry
 
     def set_sku(self, variant_id: int, sku: str | None) -> None:
@@ -628,7 +675,7 @@ class KatanaSim:
         cause = _Cause(at, f"SA-{adjustment_id}", adjustment_id)
         rows: list[_Line] = []
         for variant_id, delta in deltas:
-            line = self._line(variant_id, delta, location_id, at)
+            line = self._line(variant_id, delta, location_id, at, adjustment_id)
             rows.append(line)
             self._move(cause, "StockAdjustmentRow", line.id, variant_id, location_id, delta)
         adjustment = _StockAdjustment(
@@ -643,6 +690,30 @@ class KatanaSim:
         self._adjustments.add(adjustment)
         return adjustment_id
 
+    def delete_stock_adjustment(self, adjustment_id: int) -> None:
+        """Delete an adjustment: its stock goes back and its movements are withdrawn.
+
+        Katana's movement types have no "reversal": a deleted document is modelled as leaving no
+        movement at all (the strictest case for a poller), seen only as the deleted document.
+        """
+        adjustment = self._adjustments.live(adjustment_id, "stock adjustment")
+        at = self._tick()
+        self._withdraw("StockAdjustmentRow", {line.id for line in adjustment.rows})
+        adjustment.deleted_at = at
+        self._adjustments.touch(adjustment, at)
+
+    def _withdraw(self, resource_type: str, line_ids: Collection[int]) -> None:
+        """Undo the movements of these rows: their stock goes back and the movements vanish."""
+        gone = [
+            m
+            for m in self._movements.created
+            if m.resource_type == resource_type and m.resource_id in line_ids
+        ]
+        for movement in gone:
+            key = (movement.variant_id, movement.location_id)
+            self._in_stock[key] = self._in_stock.get(key, ZERO) - movement.quantity_change
+            self._movements.remove(movement)
+
     def _check_stock_key(
         self, variant_id: int, location_id: int, live_locations: Collection[int]
     ) -> None:
@@ -652,12 +723,15 @@ class KatanaSim:
         if location_id not in live_locations:
             raise ValueError(f"no live location with id {location_id}")
 
-    def _line(self, variant_id: int, quantity: Decimal, location_id: int, at: datetime) -> _Line:
+    def _line(
+        self, variant_id: int, quantity: Decimal, location_id: int, at: datetime, parent_id: int
+    ) -> _Line:
         return _Line(
             id=self._next_id("row"),
             variant_id=variant_id,
             quantity=quantity,
             location_id=location_id,
+            parent_id=parent_id,
             created_at=at,
             updated_at=at,
         )
@@ -706,10 +780,25 @@ class KatanaSim:
                 row = self._recipe_rows.rows[row_id]
                 need = row.planned_quantity_per_unit * resource.planned_quantity
                 _add(found, (row.variant_id, resource.location_id), need)
-        elif isinstance(resource, _StockTransfer) and resource.status == TRANSFER_OPEN:
+        elif isinstance(resource, _StockTransfer) and resource.status == TRANSFER_DRAFT:
             for line in resource.rows:
                 _add(found, (line.variant_id, resource.source_location_id), line.quantity)
+        elif isinstance(resource, _PurchaseOrder) and resource.status == PO_OPEN:
+            # An outsourced order holds the ingredients the subcontractor will use.
+            for ingredient, made in self._outsourced_needs(resource):
+                need = ingredient.planned_quantity_per_unit * made.quantity
+                _add(found, (ingredient.ingredient_variant_id, resource.location_id), need)
         return found
+
+    def _outsourced_needs(
+        self, order: _PurchaseOrder
+    ) -> Iterator[tuple[_OutsourcedRecipeRow, _Line]]:
+        """Each live recipe row of an outsourced order with the order row it is made into."""
+        made = {line.id: line for line in order.rows}
+        for row_id in order.recipe_row_ids:
+            row = self._outsourced_recipe_rows.rows[row_id]
+            if row.deleted_at is None and row.purchase_order_row_id in made:
+                yield row, made[row.purchase_order_row_id]
 
     def _expectations(self, resource: _Record) -> dict[StockKey, Decimal]:
         """What a resource will bring in (open purchase and manufacturing orders)."""
@@ -750,6 +839,7 @@ class KatanaSim:
         """Create a sales order (rows of (variant id, quantity)) at a location; its id."""
         self._check_sales_status(status)
         self._locations.live(location_id, "location")
+        wanted = self._row_specs(rows)
         at = self._tick()
         order_id = self._next_id("sales_order")
         order = _SalesOrder(
@@ -757,7 +847,7 @@ class KatanaSim:
             order_no=f"SO-{order_id}",
             status="PENDING",
             location_id=location_id,
-            rows=self._sales_lines(rows, location_id, at),
+            rows=self._new_lines(wanted, location_id, at, order_id, self._sales_order_rows),
             created_at=at,
             updated_at=at,
         )
@@ -774,10 +864,12 @@ class KatanaSim:
         status: str | None = None,
         location_id: int | None = None,
     ) -> None:
-        """Edit an order: replace its rows (kept by position), move it, or change its status.
+        """Edit an order: replace its rows, move it, or change its status.
 
-        Packing (PACKED/DELIVERED) takes the stock out; reverting a packed order puts it back.
-        Rows and location of a packed order cannot change: revert it first, as in Katana.
+        Rows are edited in place by position (keeping their ids); rows beyond the new list are
+        deleted, extra ones added. Packing (PACKED/DELIVERED) takes the stock out; reverting a
+        packed order puts it back. Rows and location of a packed order cannot change: revert it
+        first, as in Katana.
         """
         order = self._sales_orders.live(order_id, "sales order")
         if status is not None:
@@ -786,17 +878,26 @@ class KatanaSim:
             raise ValueError(f"sales order {order_id} is {order.status}: revert it to edit rows")
         if location_id is not None:
             self._locations.live(location_id, "location")
+        wanted = None if rows is None else self._row_specs(rows)
         at = self._tick()
         committed, expected = self._commitments(order), self._expectations(order)
         if location_id is not None:
             order.location_id = location_id
             for line in order.rows:
-                line.location_id, line.updated_at = location_id, at
-        if rows is not None:
-            fresh = self._sales_lines(rows, order.location_id, at)
-            for kept, new in zip(order.rows, fresh, strict=False):
-                new.id, new.created_at = kept.id, kept.created_at
-            order.rows = fresh
+                line.location_id = location_id
+                self._sales_order_rows.touch(line, at)
+        if wanted is not None:
+            kept = order.rows[: len(wanted)]
+            for line, (variant_id, amount) in zip(kept, wanted, strict=False):
+                line.variant_id, line.quantity = variant_id, amount
+                self._sales_order_rows.touch(line, at)
+            for line in order.rows[len(wanted) :]:
+                line.deleted_at = at
+                self._sales_order_rows.touch(line, at)
+            extra = wanted[len(kept) :]
+            order.rows = kept + self._new_lines(
+                extra, order.location_id, at, order.id, self._sales_order_rows
+            )
         self._settle(order, committed, expected)
         self._sales_orders.touch(order, at)
         if status is not None and status != order.status:
@@ -811,33 +912,145 @@ class KatanaSim:
         self.update_sales_order(order_id, status="DELIVERED")
 
     def delete_sales_order(self, order_id: int) -> None:
-        """Delete an unfulfilled order, releasing its commitment (seen with include_deleted)."""
+        """Delete an unfulfilled order, releasing its commitment (seen with include_deleted).
+
+        Its rows are deleted with it (listed by /sales_order_rows with include_deleted).
+        """
         order = self._sales_orders.live(order_id, "sales order")
         if order.status in SALES_FULFILLED:
             raise ValueError(f"sales order {order_id} is {order.status}: revert it first")
         at = self._tick()
         committed, expected = self._commitments(order), self._expectations(order)
         order.deleted_at = at
+        for line in order.rows:
+            line.deleted_at = at
+            self._sales_order_rows.touch(line, at)
         self._settle(order, committed, expected)
         self._sales_orders.touch(order, at)
         self._sales_by_status[order.status].pop(order_id, None)
+
+    # Row by row, as /sales_order_rows does it: the order itself is not touched (its updated_at
+    # stays) and no movement is written, yet committed moves.
+
+    def add_sales_order_row(self, order_id: int, variant_id: int, quantity: Quantity) -> int:
+        """Add a row to an open order; the new row's id."""
+        order = self._row_editable_order(order_id)
+        wanted = self._row_specs([(variant_id, quantity)])
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        [line] = self._new_lines(wanted, order.location_id, at, order.id, self._sales_order_rows)
+        order.rows.append(line)
+        self._settle(order, committed, expected)
+        return line.id
+
+    def update_sales_order_row(
+        self,
+        row_id: int,
+        *,
+        variant_id: int | None = None,
+        quantity: Quantity | None = None,
+        location_id: int | None = None,
+    ) -> None:
+        """Edit one row of an open order: re-point it to another variant, change its quantity
+        or the location it ships from."""
+        line = self._sales_order_rows.live(row_id, "sales order row")
+        order = self._row_editable_order(line.parent_id)
+        if location_id is not None:
+            self._locations.live(location_id, "location")
+            if line.linked_manufacturing_order_id is not None:
+                raise ValueError(f"sales order row {row_id} is made to order: unlink it first")
+        [(new_variant, amount)] = self._row_specs(
+            [
+                (
+                    line.variant_id if variant_id is None else variant_id,
+                    line.quantity if quantity is None else quantity,
+                )
+            ]
+        )
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        line.variant_id, line.quantity = new_variant, amount
+        if location_id is not None:
+            line.location_id = location_id
+        self._sales_order_rows.touch(line, at)
+        self._settle(order, committed, expected)
+
+    def delete_sales_order_row(self, row_id: int) -> None:
+        """Delete one row of an open order (listed with include_deleted)."""
+        line = self._sales_order_rows.live(row_id, "sales order row")
+        order = self._row_editable_order(line.parent_id)
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        line.deleted_at = at
+        self._sales_order_rows.touch(line, at)
+        order.rows.remove(line)
+        self._settle(order, committed, expected)
+
+    def _row_editable_order(self, order_id: int) -> _SalesOrder:
+        order = self._sales_orders.live(order_id, "sales order")
+        if order.status not in SALES_ROW_EDITABLE:
+            raise ValueError(
+                f"sales order {order_id} is {order.status}: its rows can change only while "
+                f"{' or '.join(sorted(SALES_ROW_EDITABLE))}"
+            )
+        return order
+
+    def make_to_order(self, row_id: int) -> int:
+        """Create a manufacturing order for a sales-order row, linked to it; its id."""
+        line = self._sales_order_rows.live(row_id, "sales order row")
+        self._row_editable_order(line.parent_id)
+        if line.linked_manufacturing_order_id is not None:
+            raise ValueError(f"sales order row {row_id} is already made to order")
+        mo_id = self.create_manufacturing_order(line.variant_id, line.location_id, line.quantity)
+        mo = self._manufacturing_orders.rows[mo_id]
+        mo.sales_order_row_id, line.linked_manufacturing_order_id = row_id, mo_id
+        self._sales_order_rows.touch(line, mo.created_at)
+        return mo_id
+
+    def unlink_manufacturing_order(self, row_id: int) -> None:
+        """POST /manufacturing_order_unlink: the order and the row forget each other.
+
+        Both are updated; no stock moves and nothing else changes (the row still commits).
+        """
+        line = self._sales_order_rows.live(row_id, "sales order row")
+        mo_id = line.linked_manufacturing_order_id
+        if mo_id is None:
+            raise ValueError(f"sales order row {row_id} is not linked to a manufacturing order")
+        mo = self._manufacturing_orders.get(mo_id, "manufacturing order")
+        at = self._tick()
+        line.linked_manufacturing_order_id, mo.sales_order_row_id = None, None
+        self._sales_order_rows.touch(line, at)
+        self._manufacturing_orders.touch(mo, at)
 
     def _check_sales_status(self, status: str) -> None:
         if status not in SALES_STATUSES:
             raise ValueError(f"unknown sales order status {status!r}")
 
-    def _sales_lines(
-        self, rows: Sequence[tuple[int, Quantity]], location_id: int, at: datetime
-    ) -> list[_Line]:
+    def _row_specs(self, rows: Sequence[tuple[int, Quantity]]) -> list[tuple[int, Decimal]]:
+        """Rows checked before an event changes anything: live variants, positive quantities."""
         if not rows:
-            raise ValueError("a sales order needs at least one row")
-        lines = []
+            raise ValueError("a document needs at least one row")
+        wanted = []
         for variant_id, quantity in rows:
             self._variants.live(variant_id, "variant")
             amount = _decimal(quantity)
             if amount <= 0:
                 raise ValueError(f"row quantity must be positive, got {amount}")
-            lines.append(self._line(variant_id, amount, location_id, at))
+            wanted.append((variant_id, amount))
+        return wanted
+
+    def _new_lines(
+        self,
+        wanted: Sequence[tuple[int, Decimal]],
+        location_id: int,
+        at: datetime,
+        parent_id: int,
+        table: _Table[_Line] | None = None,
+    ) -> list[_Line]:
+        lines = [self._line(v, amount, location_id, at, parent_id) for v, amount in wanted]
+        if table is not None:
+            for line in lines:
+                table.add(line)
         return lines
 
     def _change_sales_status(self, order: _SalesOrder, status: str, at: datetime) -> None:
@@ -967,6 +1180,67 @@ class KatanaSim:
         self._manufacturing_orders.touch(mo, at)
         self._open_mos.pop(mo_id, None)
 
+    # Ingredient rows one by one (/manufacturing_order_recipe_rows): the order is not touched and
+    # no movement is written, yet what it commits moves.
+
+    def add_recipe_row(
+        self, mo_id: int, variant_id: int, planned_quantity_per_unit: Quantity
+    ) -> int:
+        """Add an ingredient to an open manufacturing order; the new row's id."""
+        mo = self._open_mo(mo_id)
+        [(ingredient, per_unit)] = self._row_specs([(variant_id, planned_quantity_per_unit)])
+        at = self._tick()
+        committed, expected = self._commitments(mo), self._expectations(mo)
+        row = _RecipeRow(
+            id=self._next_id("recipe_row"),
+            manufacturing_order_id=mo_id,
+            variant_id=ingredient,
+            planned_quantity_per_unit=per_unit,
+            created_at=at,
+            updated_at=at,
+        )
+        self._recipe_rows.add(row)
+        mo.recipe_row_ids.append(row.id)
+        self._settle(mo, committed, expected)
+        return row.id
+
+    def update_recipe_row(
+        self,
+        row_id: int,
+        *,
+        variant_id: int | None = None,
+        planned_quantity_per_unit: Quantity | None = None,
+    ) -> None:
+        """Re-point an ingredient row to another variant, or change how much a unit needs."""
+        row = self._recipe_rows.live(row_id, "recipe row")
+        mo = self._open_mo(row.manufacturing_order_id)
+        [(ingredient, per_unit)] = self._row_specs(
+            [
+                (
+                    row.variant_id if variant_id is None else variant_id,
+                    row.planned_quantity_per_unit
+                    if planned_quantity_per_unit is None
+                    else planned_quantity_per_unit,
+                )
+            ]
+        )
+        at = self._tick()
+        committed, expected = self._commitments(mo), self._expectations(mo)
+        row.variant_id, row.planned_quantity_per_unit = ingredient, per_unit
+        self._recipe_rows.touch(row, at)
+        self._settle(mo, committed, expected)
+
+    def delete_recipe_row(self, row_id: int) -> None:
+        """Remove an ingredient row from an open manufacturing order (listed as deleted)."""
+        row = self._recipe_rows.live(row_id, "recipe row")
+        mo = self._open_mo(row.manufacturing_order_id)
+        at = self._tick()
+        committed, expected = self._commitments(mo), self._expectations(mo)
+        row.deleted_at = at
+        self._recipe_rows.touch(row, at)
+        mo.recipe_row_ids.remove(row_id)
+        self._settle(mo, committed, expected)
+
     def _open_mo(self, mo_id: int) -> _ManufacturingOrder:
         mo = self._manufacturing_orders.live(mo_id, "manufacturing order")
         if mo.status not in MO_OPEN:
@@ -978,16 +1252,40 @@ class KatanaSim:
     def create_stock_transfer(
         self, rows: Sequence[tuple[int, Quantity]], from_location: int, to_location: int
     ) -> int:
-        """Start a transfer: it commits its rows at the source until completed. Its id."""
+        """Start a transfer as a draft: it commits its rows at the source. Its id."""
         at = self._tick()
         return self._new_transfer(rows, from_location, to_location, at).id
 
-    def complete_stock_transfer(self, transfer_id: int) -> None:
-        """Receive an open transfer: stock leaves the source and arrives at the target."""
+    def ship_stock_transfer(self, transfer_id: int) -> None:
+        """Send a draft transfer on its way (inTransit): the stock leaves the source."""
         transfer = self._transfers.live(transfer_id, "stock transfer")
-        if transfer.status != TRANSFER_OPEN:
+        if transfer.status != TRANSFER_DRAFT:
+            raise ValueError(f"stock transfer {transfer_id} is {transfer.status}")
+        at = self._tick()
+        committed, expected = self._commitments(transfer), self._expectations(transfer)
+        transfer.status = TRANSFER_IN_TRANSIT
+        self._move_transfer(transfer, at, source=True, target=False)
+        self._settle(transfer, committed, expected)
+        self._transfers.touch(transfer, at)
+
+    def complete_stock_transfer(self, transfer_id: int) -> None:
+        """Receive a draft or in-transit transfer: the stock arrives at the target."""
+        transfer = self._transfers.live(transfer_id, "stock transfer")
+        if transfer.status == TRANSFER_RECEIVED:
             raise ValueError(f"stock transfer {transfer_id} is {transfer.status}")
         self._finish_transfer(transfer, self._tick())
+
+    def delete_stock_transfer(self, transfer_id: int) -> None:
+        """Delete a draft transfer, releasing what it committed (seen with include_deleted)."""
+        transfer = self._transfers.live(transfer_id, "stock transfer")
+        if transfer.status != TRANSFER_DRAFT:
+            raise ValueError(f"stock transfer {transfer_id} is {transfer.status}")
+        at = self._tick()
+        committed, expected = self._commitments(transfer), self._expectations(transfer)
+        transfer.deleted_at = at
+        self._settle(transfer, committed, expected)
+        self._transfers.touch(transfer, at)
+        self._open_transfers.pop(transfer.id, None)
 
     def transfer_stock(
         self, variant_id: int, from_location: int, to_location: int, quantity: Quantity
@@ -1009,47 +1307,71 @@ class KatanaSim:
         self._locations.live(to_location, "location")
         if from_location == to_location:
             raise ValueError("a transfer needs two different locations")
-        lines = self._sales_lines(rows, from_location, at)
+        wanted = self._row_specs(rows)
         transfer_id = self._next_id("stock_transfer")
         transfer = _StockTransfer(
             id=transfer_id,
             number=f"ST-{transfer_id}",
-            status=TRANSFER_OPEN,
+            status=TRANSFER_DRAFT,
             source_location_id=from_location,
             target_location_id=to_location,
-            rows=lines,
+            rows=self._new_lines(wanted, from_location, at, transfer_id),
             created_at=at,
             updated_at=at,
         )
         self._transfers.add(transfer)
-        # Open from birth, even when completed in the same event: completing releases this.
+        # A draft from birth, even when received in the same event: receiving releases this.
         self._settle(transfer, {}, {})
         self._open_transfers[transfer.id] = None
         return transfer
 
     def _finish_transfer(self, transfer: _StockTransfer, at: datetime) -> None:
         committed, expected = self._commitments(transfer), self._expectations(transfer)
-        transfer.status = TRANSFER_DONE
-        for line in transfer.rows:
-            for location_id, delta in (
-                (transfer.source_location_id, -line.quantity),
-                (transfer.target_location_id, line.quantity),
-            ):
-                self._move(
-                    _Cause(at, transfer.number, transfer.id),
-                    "StockTransferRow",
-                    line.id,
-                    line.variant_id,
-                    location_id,
-                    delta,
-                )
+        # A draft still holds its stock at the source; in transit, it has already left.
+        from_draft = transfer.status == TRANSFER_DRAFT
+        transfer.status = TRANSFER_RECEIVED
+        self._move_transfer(transfer, at, source=from_draft, target=True)
         self._settle(transfer, committed, expected)
         self._transfers.touch(transfer, at)
         self._open_transfers.pop(transfer.id, None)
 
+    def _move_transfer(
+        self, transfer: _StockTransfer, at: datetime, *, source: bool, target: bool
+    ) -> None:
+        for line in transfer.rows:
+            for location_id, delta, moves in (
+                (transfer.source_location_id, -line.quantity, source),
+                (transfer.target_location_id, line.quantity, target),
+            ):
+                if moves:
+                    self._move(
+                        _Cause(at, transfer.number, transfer.id),
+                        "StockTransferRow",
+                        line.id,
+                        line.variant_id,
+                        location_id,
+                        delta,
+                    )
+
     def create_purchase_order(self, rows: Sequence[tuple[int, Quantity]], location_id: int) -> int:
         """Order stock from a supplier (NOT_RECEIVED): it shows as expected. Its id."""
         return self._new_purchase_order(rows, location_id, self._tick()).id
+
+    def create_outsourced_purchase_order(
+        self, variant_id: int, location_id: int, quantity: Quantity
+    ) -> int:
+        """Order a product from a subcontractor who makes it from our ingredients (its recipe).
+
+        Until received the ingredients are committed, like a manufacturing order's; receiving
+        consumes them (PurchaseOrderRecipeRow movements) and adds the product. Its id.
+        """
+        variant = self._variants.live(variant_id, "variant")
+        if variant.product_id is None:
+            raise ValueError(f"variant {variant_id} is a material: it cannot be outsourced")
+        at = self._tick()
+        return self._new_purchase_order(
+            [(variant_id, quantity)], location_id, at, outsourced=True
+        ).id
 
     def mark_purchase_order_received(self, order_id: int) -> None:
         """Receive an open purchase order: its rows enter in-stock (movements)."""
@@ -1065,20 +1387,126 @@ class KatanaSim:
         self._receive(order, at)
         return order.id
 
+    # Rows one by one (/purchase_order_rows, /outsourced_purchase_order_recipe_rows): the order
+    # is not touched.
+
+    def update_purchase_order_row(
+        self, row_id: int, *, variant_id: int | None = None, quantity: Quantity | None = None
+    ) -> None:
+        """Edit a row not yet received (updatepurchaseorderrow.md: only while received_date is
+        null): only what is expected moves."""
+        line = self._purchase_order_rows.live(row_id, "purchase order row")
+        if line.received_date is not None:
+            raise ValueError(f"purchase order row {row_id} is received: it cannot be edited")
+        order = self._purchase_orders.live(line.parent_id, "purchase order")
+        [(new_variant, amount)] = self._row_specs(
+            [
+                (
+                    line.variant_id if variant_id is None else variant_id,
+                    line.quantity if quantity is None else quantity,
+                )
+            ]
+        )
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        line.variant_id, line.quantity = new_variant, amount
+        self._purchase_order_rows.touch(line, at)
+        self._settle(order, committed, expected)
+
+    def delete_purchase_order_row(self, row_id: int) -> None:
+        """Delete a row of a regular purchase order. A received row takes its stock back, and
+        its receipt movement is withdrawn (see delete_stock_adjustment)."""
+        line = self._purchase_order_rows.live(row_id, "purchase order row")
+        order = self._purchase_orders.live(line.parent_id, "purchase order")
+        if order.entity_type == "outsourced":
+            raise ValueError(f"purchase order {order.id} is outsourced: its product row stays")
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        if line.received_date is not None:
+            self._withdraw("PurchaseOrderRow", {line.id})
+        line.deleted_at = at
+        self._purchase_order_rows.touch(line, at)
+        order.rows.remove(line)
+        self._settle(order, committed, expected)
+
+    def update_outsourced_recipe_row(
+        self,
+        row_id: int,
+        *,
+        variant_id: int | None = None,
+        planned_quantity_per_unit: Quantity | None = None,
+    ) -> None:
+        """Re-point an open outsourced order's ingredient, or change how much a unit needs."""
+        row = self._outsourced_recipe_rows.live(row_id, "outsourced recipe row")
+        order = self._open_purchase_order(row.purchase_order_id)
+        [(ingredient, per_unit)] = self._row_specs(
+            [
+                (
+                    row.ingredient_variant_id if variant_id is None else variant_id,
+                    row.planned_quantity_per_unit
+                    if planned_quantity_per_unit is None
+                    else planned_quantity_per_unit,
+                )
+            ]
+        )
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        row.ingredient_variant_id, row.planned_quantity_per_unit = ingredient, per_unit
+        self._outsourced_recipe_rows.touch(row, at)
+        self._settle(order, committed, expected)
+
+    def delete_outsourced_recipe_row(self, row_id: int) -> None:
+        """Remove an ingredient from an open outsourced order (listed as deleted)."""
+        row = self._outsourced_recipe_rows.live(row_id, "outsourced recipe row")
+        order = self._open_purchase_order(row.purchase_order_id)
+        at = self._tick()
+        committed, expected = self._commitments(order), self._expectations(order)
+        row.deleted_at = at
+        self._outsourced_recipe_rows.touch(row, at)
+        order.recipe_row_ids.remove(row_id)
+        self._settle(order, committed, expected)
+
+    def _open_purchase_order(self, order_id: int) -> _PurchaseOrder:
+        order = self._purchase_orders.live(order_id, "purchase order")
+        if order.status != PO_OPEN:
+            raise ValueError(f"purchase order {order_id} is {order.status}")
+        return order
+
     def _new_purchase_order(
-        self, rows: Sequence[tuple[int, Quantity]], location_id: int, at: datetime
+        self,
+        rows: Sequence[tuple[int, Quantity]],
+        location_id: int,
+        at: datetime,
+        *,
+        outsourced: bool = False,
     ) -> _PurchaseOrder:
         self._locations.live(location_id, "location")
+        wanted = self._row_specs(rows)
         order_id = self._next_id("purchase_order")
         order = _PurchaseOrder(
             id=order_id,
             order_no=f"PO-{order_id}",
             status=PO_OPEN,
             location_id=location_id,
-            rows=self._sales_lines(rows, location_id, at),
+            rows=self._new_lines(wanted, location_id, at, order_id, self._purchase_order_rows),
+            entity_type="outsourced" if outsourced else "regular",
             created_at=at,
             updated_at=at,
         )
+        if outsourced:
+            for line in order.rows:
+                for entry in self._bom_by_kit.get(line.variant_id, {}).values():
+                    row = _OutsourcedRecipeRow(
+                        id=self._next_id("outsourced_recipe_row"),
+                        purchase_order_id=order_id,
+                        purchase_order_row_id=line.id,
+                        ingredient_variant_id=entry.ingredient_variant_id,
+                        planned_quantity_per_unit=entry.quantity,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                    self._outsourced_recipe_rows.add(row)
+                    order.recipe_row_ids.append(row.id)
         self._purchase_orders.add(order)
         # Expected from birth, even when received in the same event: receiving releases this.
         self._settle(order, {}, {})
@@ -1087,11 +1515,23 @@ class KatanaSim:
 
     def _receive(self, order: _PurchaseOrder, at: datetime) -> None:
         committed, expected = self._commitments(order), self._expectations(order)
+        cause = _Cause(at, order.order_no, order.id)
+        for row, made in list(self._outsourced_needs(order)):
+            used = -row.planned_quantity_per_unit * made.quantity
+            self._move(
+                cause,
+                "PurchaseOrderRecipeRow",
+                row.id,
+                row.ingredient_variant_id,
+                order.location_id,
+                used,
+            )
         order.status = PO_DONE
         for line in order.rows:
-            line.received_date = line.updated_at = at
+            line.received_date = at
+            self._purchase_order_rows.touch(line, at)
             self._move(
-                _Cause(at, order.order_no, order.id),
+                cause,
                 "PurchaseOrderRow",
                 line.id,
                 line.variant_id,
@@ -1221,6 +1661,22 @@ class KatanaSim:
         """A sales order's rows as (variant id, quantity)."""
         order = self._sales_orders.get(order_id, "sales order")
         return [(line.variant_id, line.quantity) for line in order.rows]
+
+    def sales_order_row_ids(self, order_id: int) -> list[int]:
+        """The ids of a sales order's live rows, in order."""
+        return [line.id for line in self._sales_orders.get(order_id, "sales order").rows]
+
+    def recipe_row_ids(self, mo_id: int) -> list[int]:
+        """The ids of a manufacturing order's live ingredient rows, in order."""
+        return list(self._manufacturing_orders.get(mo_id, "manufacturing order").recipe_row_ids)
+
+    def purchase_order_row_ids(self, order_id: int) -> list[int]:
+        """The ids of a purchase order's live rows, in order."""
+        return [line.id for line in self._purchase_orders.get(order_id, "purchase order").rows]
+
+    def outsourced_recipe_row_ids(self, order_id: int) -> list[int]:
+        """The ids of an outsourced purchase order's live ingredient rows, in order."""
+        return list(self._purchase_orders.get(order_id, "purchase order").recipe_row_ids)
 
     def sales_order_location(self, order_id: int) -> int:
         """The location a sales order ships from."""
@@ -1425,7 +1881,16 @@ class _KatanaApi:
             "inventory_movements": _Endpoint(
                 sim._movements, self._movement, self._movement_filters
             ),
-            "sales_orders": _Endpoint(sim._sales_orders, self._sales_order, self._order_filters),
+            # An order lists its rows, which change on their own: the cache follows them too.
+            "sales_orders": _Endpoint(
+                sim._sales_orders,
+                self._sales_order,
+                self._order_filters,
+                also=(sim._sales_order_rows,),
+            ),
+            "sales_order_rows": _Endpoint(
+                sim._sales_order_rows, self._sales_order_row, self._sales_row_filters
+            ),
             "manufacturing_orders": _Endpoint(
                 sim._manufacturing_orders, self._manufacturing_order, self._order_filters
             ),
@@ -1437,7 +1902,18 @@ class _KatanaApi:
                 sim._adjustments, self._adjustment, self._location_filter
             ),
             "purchase_orders": _Endpoint(
-                sim._purchase_orders, self._purchase_order, self._order_filters
+                sim._purchase_orders,
+                self._purchase_order,
+                self._order_filters,
+                also=(sim._purchase_order_rows,),
+            ),
+            "purchase_order_rows": _Endpoint(
+                sim._purchase_order_rows, self._purchase_order_row, self._purchase_row_filters
+            ),
+            "outsourced_purchase_order_recipe_rows": _Endpoint(
+                sim._outsourced_recipe_rows,
+                self._outsourced_recipe_row,
+                self._outsourced_recipe_filters,
             ),
         }
 
@@ -1453,6 +1929,14 @@ class _KatanaApi:
 
     @web.middleware
     async def _gate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await self._serve(request, handler)
+        # The account's clock, as Katana's own Date header: a poller may set its cursors by it.
+        response.headers["Date"] = formatdate(self.sim._clock().timestamp(), usegmt=True)
+        return response
+
+    async def _serve(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         sim, faults = self.sim, self.sim.faults
@@ -1523,6 +2007,10 @@ class _KatanaApi:
                 predicates.append(lambda row: row.uuid in wanted)
             key = (name, *sorted(i for i in request.query.items() if i[0] not in _PAGING))
             rows = self._matching(key, endpoint, query, predicates)
+            hold_back = self.sim.faults._hold_back
+            if hold_back:
+                cutoff = self.sim._clock() - hold_back
+                rows = [row for row in rows if row.updated_at <= cutoff]
             start = (query.page - 1) * query.limit
             page = [endpoint.render(row) for row in rows[start : start + query.limit]]
             return _page(page, len(rows), query)
@@ -1620,6 +2108,35 @@ class _KatanaApi:
         status = params.text("status")
         if status is not None:
             checks.append(_equals("status", status))
+        return checks
+
+    def _sales_row_filters(self, params: _Params) -> list[Predicate]:
+        checks = self._location_filter(params)
+        orders = params.integers("sales_order_ids")
+        if orders is not None:
+            wanted = set(orders)
+            checks.append(lambda line: line.parent_id in wanted)
+        variant_id = params.integer("variant_id")
+        if variant_id is not None:
+            checks.append(_equals("variant_id", variant_id))
+        return checks
+
+    def _purchase_row_filters(self, params: _Params) -> list[Predicate]:
+        checks = self._location_filter(params)
+        order_id = params.integer("purchase_order_id")
+        if order_id is not None:
+            checks.append(_equals("parent_id", order_id))
+        variant_id = params.integer("variant_id")
+        if variant_id is not None:
+            checks.append(_equals("variant_id", variant_id))
+        return checks
+
+    def _outsourced_recipe_filters(self, params: _Params) -> list[Predicate]:
+        checks: list[Predicate] = []
+        for attr in ("purchase_order_id", "purchase_order_row_id", "ingredient_variant_id"):
+            value = params.integer(attr)
+            if value is not None:
+                checks.append(_equals(attr, value))
         return checks
 
     def _recipe_filters(self, params: _Params) -> list[Predicate]:
@@ -1722,8 +2239,8 @@ class _KatanaApi:
             "product_id": row.product_id,
             "material_id": row.material_id,
             "type": "product" if row.product_id is not None else "material",
-            "sales_price": None,
-            "purchase_price": None,
+            # No prices: the sim models none, and katana-openapi.yaml has them as non-null
+            # numbers (optional), so they are left out rather than sent as null.
             "config_attributes": [],
             "internal_barcode": None,
             "registered_barcode": None,
@@ -1750,14 +2267,17 @@ class _KatanaApi:
         return body
 
     def _bom_row(self, row: _BomEntry) -> Json:
+        # katana-openapi.yaml BomRow: a numeric quantity, a rank, and no deleted_at.
         return {
             "id": row.uuid,
             "product_item_id": row.product_item_id,
             "product_variant_id": row.product_variant_id,
             "ingredient_variant_id": row.ingredient_variant_id,
-            "quantity": quantity_text(row.quantity),
+            "quantity": number(row.quantity),
             "notes": None,
-            **self._stamps(row),
+            "rank": (row.seq + 1) * 10_000,
+            "created_at": iso(row.created_at),
+            "updated_at": iso(row.updated_at),
         }
 
     def _movement(self, row: _Movement) -> Json:
@@ -1770,11 +2290,13 @@ class _KatanaApi:
             "caused_by_order_no": row.caused_by_order_no,
             "caused_by_resource_id": row.caused_by_resource_id,
             "movement_date": iso(row.created_at),
-            "quantity_change": quantity_text(row.quantity_change),
-            "balance_after": quantity_text(row.balance_after),
-            "value_per_unit": _money_text(ZERO),
-            "value_in_stock_after": _money_text(ZERO),
-            "average_cost_after": _money_text(ZERO),
+            # Numbers here, unlike /inventory's decimal strings (katana-openapi.yaml and the
+            # portal's example agree).
+            "quantity_change": number(row.quantity_change),
+            "balance_after": number(row.balance_after),
+            "value_per_unit": 0,
+            "value_in_stock_after": 0,
+            "average_cost_after": 0,
             "rank": row.id,
             "created_at": iso(row.created_at),
             "updated_at": iso(row.updated_at),
@@ -1786,10 +2308,45 @@ class _KatanaApi:
             "id": line.id,
             parent_key: parent_id,
             "variant_id": line.variant_id,
-            "quantity": quantity_text(line.quantity),
+            "quantity": number(line.quantity),
             **extra,
             "created_at": iso(line.created_at),
             "updated_at": iso(line.updated_at),
+        }
+
+    def _sales_order_row(self, line: _Line) -> Json:
+        return {
+            "id": line.id,
+            "sales_order_id": line.parent_id,
+            "quantity": number(line.quantity),
+            "variant_id": line.variant_id,
+            "location_id": line.location_id,
+            "linked_manufacturing_order_id": line.linked_manufacturing_order_id,
+            **self._stamps(line),
+        }
+
+    def _purchase_order_row(self, line: _Line) -> Json:
+        return {
+            "id": line.id,
+            "purchase_order_id": line.parent_id,
+            "quantity": number(line.quantity),
+            "variant_id": line.variant_id,
+            "location_id": line.location_id,
+            "received_date": None if line.received_date is None else iso(line.received_date),
+            **self._stamps(line),
+        }
+
+    def _outsourced_recipe_row(self, row: _OutsourcedRecipeRow) -> Json:
+        return {
+            "id": row.id,
+            "purchase_order_id": row.purchase_order_id,
+            "purchase_order_row_id": row.purchase_order_row_id,
+            "ingredient_variant_id": row.ingredient_variant_id,
+            "planned_quantity_per_unit": number(row.planned_quantity_per_unit),
+            "notes": None,
+            "batch_transactions": [],
+            "cost": None,
+            **self._stamps(row),
         }
 
     def _sales_order(self, row: _SalesOrder) -> Json:
@@ -1798,14 +2355,12 @@ class _KatanaApi:
             "order_no": row.order_no,
             "status": row.status,
             "location_id": row.location_id,
-            "customer_id": None,
+            # Katana requires a customer on every order; the sim has one.
+            "customer_id": SIM_CUSTOMER_ID,
             "source": "api",
             "order_created_date": iso(row.created_at),
             **self._stamps(row),
-            "sales_order_rows": [
-                self._line(line, "sales_order_id", row.id, location_id=line.location_id)
-                for line in row.rows
-            ],
+            "sales_order_rows": [self._sales_order_row(line) for line in row.rows],
         }
 
     def _manufacturing_order(self, row: _ManufacturingOrder) -> Json:
@@ -1816,11 +2371,24 @@ class _KatanaApi:
             "status": row.status,
             "variant_id": row.variant_id,
             "location_id": row.location_id,
-            "planned_quantity": quantity_text(row.planned_quantity),
-            "actual_quantity": None if actual is None else quantity_text(actual),
+            "planned_quantity": number(row.planned_quantity),
+            "actual_quantity": None if actual is None else number(actual),
             "done_date": None if row.done_date is None else iso(row.done_date),
+            "is_linked_to_sales_order": row.sales_order_row_id is not None,
+            **self._linked(row.sales_order_row_id),
             **self._stamps(row),
         }
+
+    def _linked(self, row_id: int | None) -> Json:
+        # katana-openapi.yaml has both ids as non-null integers: an unlinked order has neither.
+        order_id = self._linked_order(row_id)
+        if row_id is None or order_id is None:
+            return {}
+        return {"sales_order_id": order_id, "sales_order_row_id": row_id}
+
+    def _linked_order(self, row_id: int | None) -> int | None:
+        line = None if row_id is None else self.sim._sales_order_rows.rows.get(row_id)
+        return None if line is None else line.parent_id
 
     def _recipe_row(self, row: _RecipeRow) -> Json:
         return {
@@ -1854,8 +2422,10 @@ class _KatanaApi:
             "reason": row.reason,
             "stock_adjustment_date": iso(row.created_at),
             **self._stamps(row),
+            # katana-openapi.yaml StockAdjustmentRow allows no other fields (no timestamps, no
+            # location: the adjustment's own).
             "stock_adjustment_rows": [
-                self._line(line, "stock_adjustment_id", row.id, location_id=line.location_id)
+                {"id": line.id, "variant_id": line.variant_id, "quantity": number(line.quantity)}
                 for line in row.rows
             ],
         }
@@ -1865,17 +2435,13 @@ class _KatanaApi:
             "id": row.id,
             "order_no": row.order_no,
             "status": row.status,
+            "entity_type": row.entity_type,
             "location_id": row.location_id,
+            # Where an outsourced order's ingredients are processed (required for those, null
+            # on regular orders); the sim's subcontractor works from the receiving location.
+            "tracking_location_id": row.location_id if row.entity_type == "outsourced" else None,
             **self._stamps(row),
-            "purchase_order_rows": [
-                self._line(
-                    line,
-                    "purchase_order_id",
-                    row.id,
-                    received_date=None if line.received_date is None else iso(line.received_date),
-                )
-                for line in row.rows
-            ],
+            "purchase_order_rows": [self._purchase_order_row(line) for line in row.rows],
         }
 
 

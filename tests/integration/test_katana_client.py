@@ -724,8 +724,110 @@ async def test_bom_rows_keep_decimal_quantities(client: KatanaClient, katana: Fa
 
     rows = await client.bom_rows(updated_since=T0)
 
-    assert rows == [BomRow("0b6f7a4e-8f1c-4c3e-9d7a-2f5b1e9c4a11", 1, 2, Decimal("0.33333"))]
+    assert rows == [
+        BomRow(
+            "0b6f7a4e-8f1c-4c3e-9d7a-2f5b1e9c4a11",
+            1,
+            2,
+            Decimal("0.33333"),
+            updated_at=datetime(2024, 1, 1, tzinfo=UTC),
+        )
+    ]
     assert katana.seen[0].query["updated_at_min"] == T0_TEXT
+
+
+def bom_row(row_id: str, **over: Any) -> dict[str, Any]:
+    """A /bom_rows row shaped like katana-openapi.yaml's example (quantity is a number)."""
+    row = {
+        "id": row_id,
+        "product_item_id": 1,
+        "product_variant_id": 1,
+        "ingredient_variant_id": 2,
+        "quantity": 2,
+        "notes": "some notes",
+        "rank": 10000,
+        "created_at": "2024-04-05T12:00:00.000Z",
+        "updated_at": "2024-04-05T12:00:00.000Z",
+    }
+    row.update(over)
+    return row
+
+
+async def test_bom_row_keeps_its_updated_at_so_the_bom_cursor_can_advance(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    katana.serve("/bom_rows", lambda _: page([bom_row("a", updated_at="2024-04-06T08:30:00Z")]))
+
+    [row] = await client.bom_rows(updated_since=T0)
+
+    assert row.updated_at == datetime(2024, 4, 6, 8, 30, tzinfo=UTC)
+    assert row.quantity == 2
+
+
+async def test_bom_row_with_a_null_quantity_is_read_not_rejected(
+    client: KatanaClient, katana: FakeKatana, metrics: Metrics
+) -> None:
+    # katana-openapi.yaml: BomRow.quantity is ["number", "null"].
+    katana.serve("/bom_rows", lambda _: page([bom_row("a", quantity=None), bom_row("b")]))
+
+    rows = await client.bom_rows()
+
+    assert [(r.id, r.quantity) for r in rows] == [("a", None), ("b", 2)]
+    assert not sample(metrics, "stocksync_malformed_rows_total", api="katana", resource="bom_rows")
+
+
+# --- Katana's clock ----------------------------------------------------------------------------
+
+
+def dated(rows: list[Any], date: str, pagination: dict[str, Any] | None = None) -> CallbackResult:
+    return page(rows, pagination, headers={"Date": date})
+
+
+async def test_a_delta_read_reports_katanas_clock_when_it_began_from_the_date_header(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    row = DELTA_TABLE["sales_order_rows"][0]
+    katana.serve(
+        "/sales_order_rows",
+        by_page(
+            dated([row] * 250, "Wed, 01 May 2024 10:07:00 GMT", {"total_pages": "2"}),
+            dated([row], "Wed, 01 May 2024 10:07:09 GMT", {"total_pages": "2"}),
+        ),
+    )
+
+    read = await client.read_changes("sales_order_rows", T0)
+
+    assert read.as_of == datetime(2024, 5, 1, 10, 7, tzinfo=UTC)
+    assert len(read.rows) == 251
+
+
+async def test_a_read_without_a_date_header_reports_no_katana_clock(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    katana.serve("/sales_orders", lambda _: page([]))
+    katana.serve("/bom_rows", lambda _: page([], headers={"Date": "not a date"}))
+
+    assert (await client.read_changes("sales_orders", T0)).as_of is None
+    assert (await client.read_bom_rows(T0)).as_of is None
+
+
+async def test_catalogue_reads_report_katanas_clock_the_earliest_page_first(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    katana.serve("/variants", lambda _: dated([variant(1)], "Wed, 01 May 2024 10:07:00 GMT"))
+    katana.serve("/products", lambda _: dated([], "Wed, 01 May 2024 10:07:03 GMT"))
+    katana.serve("/materials", lambda _: dated([], "Wed, 01 May 2024 10:07:01 GMT"))
+    katana.serve("/bom_rows", lambda _: dated([bom_row("a")], "Wed, 01 May 2024 10:07:02 GMT"))
+
+    variants = await client.read_variants(T0)
+    items = await client.read_items(T0)
+    bom = await client.read_bom_rows(T0)
+
+    assert [v.id for v in variants.rows] == [1]
+    assert variants.as_of == datetime(2024, 5, 1, 10, 7, tzinfo=UTC)
+    # Products and materials share one cursor: the earlier of the two reads bounds it.
+    assert items.as_of == datetime(2024, 5, 1, 10, 7, 1, tzinfo=UTC)
+    assert bom.as_of == datetime(2024, 5, 1, 10, 7, 2, tzinfo=UTC)
 
 
 async def test_inventory_rows_keep_decimal_quantities_and_null_potential(
@@ -930,9 +1032,9 @@ DELTA_TABLE: dict[str, tuple[dict[str, Any], str, bool, list[tuple[int, datetime
             "id": 901,
             "source_location_id": 1,
             "target_location_id": 2,
-            "status": "IN_TRANSIT",
+            "status": "inTransit",
             "updated_at": UPDATED,
-            "stock_transfer_rows": [{"id": 1, "variant_id": 6, "quantity": "3"}],
+            "stock_transfer_rows": [{"id": 1, "variant_id": 6, "quantity": 3}],
         },
         "updated_at_min",
         True,
@@ -965,6 +1067,53 @@ DELTA_TABLE: dict[str, tuple[dict[str, Any], str, bool, list[tuple[int, datetime
         "updated_at_min",
         True,
         [(9, AT)],
+    ),
+    # Row endpoints: a row deleted from an open document, or re-pointed to another variant,
+    # changes neither the document nor any movement (katana-openapi.yaml examples).
+    "sales_order_rows": (
+        {
+            "id": 2501,
+            "sales_order_id": 601,
+            "quantity": 2,
+            "variant_id": 2101,
+            "location_id": 1,
+            "created_at": CREATED,
+            "updated_at": UPDATED,
+            "deleted_at": None,
+        },
+        "updated_at_min",
+        True,
+        [(2101, AT)],
+    ),
+    "purchase_order_rows": (
+        {
+            "id": 501,
+            "purchase_order_id": 156,
+            "quantity": 250,
+            "variant_id": 501,
+            "received_date": None,
+            "created_at": CREATED,
+            "updated_at": UPDATED,
+            "deleted_at": None,
+        },
+        "updated_at_min",
+        True,
+        [(501, AT)],
+    ),
+    "outsourced_purchase_order_recipe_rows": (
+        {
+            "id": 3001,
+            "purchase_order_id": 156,
+            "purchase_order_row_id": 501,
+            "ingredient_variant_id": 3201,
+            "planned_quantity_per_unit": 2.5,
+            "created_at": CREATED,
+            "updated_at": UPDATED,
+            "deleted_at": None,
+        },
+        "updated_at_min",
+        True,
+        [(3201, AT)],
     ),
 }
 
@@ -1007,6 +1156,28 @@ async def test_a_bad_line_row_drops_only_that_line(
     [bad] = [e for e in logs if e["event"] == "katana_row_malformed"]
     assert (bad["resource"], bad["row_id"]) == ("sales_orders", "601/1")
     assert sample(metrics, "stocksync_malformed_rows_total", api="katana", resource="sales_orders")
+
+
+async def test_a_deleted_row_is_a_change_of_its_variant_flagged_deleted(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    row = {**DELTA_TABLE["sales_order_rows"][0], "deleted_at": UPDATED}
+    katana.serve("/sales_order_rows", lambda _: page([row]))
+
+    changes = await client.changes("sales_order_rows", T0)
+
+    assert changes == [Change("sales_order_rows", 2501, 2101, AT, deleted=True)]
+
+
+async def test_an_outsourced_recipe_row_names_its_ingredient_variant(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    row = DELTA_TABLE["outsourced_purchase_order_recipe_rows"][0]
+    katana.serve("/outsourced_purchase_order_recipe_rows", lambda _: page([row]))
+
+    [change] = await client.changes("outsourced_purchase_order_recipe_rows", T0)
+
+    assert change.variant_id == row["ingredient_variant_id"]
 
 
 async def test_an_order_without_its_line_list_is_malformed(

@@ -372,8 +372,9 @@ async def test_packing_a_sales_order_moves_stock_out_once(sim: KatanaSim, client
     assert (row["quantity_in_stock"], row["quantity_committed"]) == ("7.00000", "0.00000")
     movements = await data(client, "/inventory_movements", resource_type="SalesOrderRow")
     assert len(movements) == 1
-    assert movements[0]["quantity_change"] == "-3.00000"
-    assert movements[0]["balance_after"] == "7.00000"
+    # Movements carry JSON numbers; only /inventory spells quantities as decimal strings.
+    assert movements[0]["quantity_change"] == -3
+    assert movements[0]["balance_after"] == 7
     assert movements[0]["caused_by_order_no"] == f"SO-{order}"
 
 
@@ -456,7 +457,7 @@ async def test_completing_a_manufacturing_order_consumes_ingredients_and_adds_pr
     kinds = {m["resource_type"] for m in await data(client, "/inventory_movements")}
     assert {"ManufacturingOrderRecipeRow", "ManufacturingOrder"} <= kinds
     (order,) = await data(client, "/manufacturing_orders")
-    assert (order["status"], order["planned_quantity"]) == ("DONE", "3.00000")
+    assert (order["status"], order["planned_quantity"]) == ("DONE", 3)
 
 
 async def test_deleting_an_open_manufacturing_order_releases_its_ingredients(
@@ -475,7 +476,7 @@ async def test_deleting_an_open_manufacturing_order_releases_its_ingredients(
     assert deleted[0]["deleted_at"] is not None
 
 
-async def test_open_transfers_commit_at_the_source_only(sim: KatanaSim, client: Client) -> None:
+async def test_draft_transfers_commit_at_the_source_only(sim: KatanaSim, client: Client) -> None:
     main, shop = sim.add_location("Main"), sim.add_location("Shop")
     variant = sim.add_product("P", ["A"])[0]
     sim.set_stock(variant, main, 10)
@@ -532,10 +533,24 @@ async def test_bom_rows_are_served_with_uuid_ids(sim: KatanaSim, client: Client)
     assert row["id"] == row_id
     assert re.fullmatch(r"[0-9a-f-]{36}", row_id)
     assert (row["product_variant_id"], row["ingredient_variant_id"]) == (kit, part)
-    assert row["quantity"] == "1.50000"
+    assert row["quantity"] == 1.5
+
+
+async def test_a_removed_bom_row_is_gone_as_in_katana_which_keeps_no_deleted_bom_rows(
+    sim: KatanaSim, client: Client
+) -> None:
+    kit = sim.add_product("Kit", ["KIT"], is_auto_assembly=True)[0]
+    part = sim.add_product("Part", ["PART"])[0]
+    row_id = sim.add_bom_row(kit, part, 1)
+    (row,) = await data(client, "/bom_rows")
+    assert "deleted_at" not in row
+
     sim.delete_bom_row(row_id)
+
     assert await data(client, "/bom_rows") == []
-    assert len(await data(client, "/bom_rows", include_deleted="true")) == 1
+    assert await data(client, "/bom_rows", include_deleted="true") == []
+    status, _, _ = await get(client, f"/bom_rows/{row_id}")
+    assert status == 404
 
 
 async def test_packing_a_kit_beyond_its_stock_assembles_it_from_components(
@@ -706,3 +721,316 @@ async def test_inventory_serves_100k_variants_at_3_locations_by_index(
     assert body["data"][-1]["variant_id"] == 100_000
     # A linear scan rendering 300k rows takes seconds; index arithmetic takes milliseconds.
     assert elapsed < 1.0
+
+
+# ---- statuses and shapes as the reference has them --------------------------------------------
+
+
+async def test_stock_transfers_go_draft_in_transit_received(sim: KatanaSim, client: Client) -> None:
+    # katana-openapi.yaml StockTransferStatus: draft, inTransit (camelCase), received.
+    main, shop = sim.add_location("Main"), sim.add_location("Shop")
+    variant = sim.add_product("P", ["A"])[0]
+    sim.set_stock(variant, main, 10)
+    transfer = sim.create_stock_transfer([(variant, 4)], main, shop)
+    assert (await data(client, "/stock_transfers"))[0]["status"] == "draft"
+
+    sim.ship_stock_transfer(transfer)
+
+    assert (await data(client, "/stock_transfers"))[0]["status"] == "inTransit"
+    # On its way: gone from the source, not yet at the target, committed nowhere.
+    assert (sim.in_stock(variant, main), sim.in_stock(variant, shop)) == (Decimal(6), Decimal(0))
+    assert sim.committed(variant, main) == 0
+
+    sim.complete_stock_transfer(transfer)
+
+    assert (await data(client, "/stock_transfers"))[0]["status"] == "received"
+    assert (sim.in_stock(variant, main), sim.in_stock(variant, shop)) == (Decimal(6), Decimal(4))
+    movements = await data(client, "/inventory_movements", resource_type="StockTransferRow")
+    assert sorted((m["location_id"], Decimal(str(m["quantity_change"]))) for m in movements) == (
+        sorted([(main, Decimal(-4)), (shop, Decimal(4))])
+    )
+
+
+async def test_deleting_a_draft_transfer_releases_its_commitment(
+    sim: KatanaSim, client: Client
+) -> None:
+    main, shop = sim.add_location("Main"), sim.add_location("Shop")
+    variant = sim.add_product("P", ["A"])[0]
+    transfer = sim.create_stock_transfer([(variant, 4)], main, shop)
+
+    sim.delete_stock_transfer(transfer)
+
+    assert sim.committed(variant, main) == 0
+    assert await data(client, "/stock_transfers") == []
+    (deleted,) = await data(client, "/stock_transfers", include_deleted="true")
+    assert deleted["deleted_at"] is not None
+
+
+async def test_row_quantities_are_json_numbers_as_katana_sends_them(
+    sim: KatanaSim, client: Client
+) -> None:
+    main, shop = sim.add_location("Main"), sim.add_location("Shop")
+    variant = sim.add_product("P", ["A"])[0]
+    sim.set_stock(variant, main, 10)
+    sim.create_sales_order([(variant, "2.5")], main)
+    sim.create_purchase_order([(variant, 3)], main)
+    sim.create_stock_transfer([(variant, 1)], main, shop)
+
+    (order,) = await data(client, "/sales_orders")
+    (row,) = await data(client, "/sales_order_rows")
+    (purchase,) = await data(client, "/purchase_orders")
+    (purchase_row,) = await data(client, "/purchase_order_rows")
+    (transfer,) = await data(client, "/stock_transfers")
+    (adjustment,) = await data(client, "/stock_adjustments")
+
+    assert order["sales_order_rows"][0]["quantity"] == 2.5
+    assert row["quantity"] == 2.5
+    assert purchase["purchase_order_rows"][0]["quantity"] == 3
+    assert purchase_row["quantity"] == 3
+    assert transfer["stock_transfer_rows"][0]["quantity"] == 1
+    assert adjustment["stock_adjustment_rows"][0]["quantity"] == 10
+
+
+async def test_responses_carry_the_accounts_clock_in_the_date_header(
+    sim: KatanaSim, client: Client, clock: FakeClock
+) -> None:
+    _, _, headers = await get(client, "/sales_orders")
+    assert headers["Date"] == "Sun, 01 Mar 2026 12:00:00 GMT"
+
+
+# ---- document rows: edited and deleted on their own -------------------------------------------
+
+
+async def test_deleting_a_sales_order_row_releases_it_without_touching_the_order_or_moving_stock(
+    sim: KatanaSim, client: Client, clock: FakeClock
+) -> None:
+    location = sim.add_location("Main")
+    chair, lamp = sim.add_product("P", ["CHAIR", "LAMP"])
+    order = sim.create_sales_order([(chair, 2), (lamp, 3)], location)
+    (before,) = await data(client, "/sales_orders")
+    chair_row, lamp_row = sim.sales_order_row_ids(order)
+    clock.advance(5)
+
+    sim.delete_sales_order_row(lamp_row)
+
+    assert (sim.committed(chair, location), sim.committed(lamp, location)) == (2, 0)
+    (after,) = await data(client, "/sales_orders")
+    assert after["updated_at"] == before["updated_at"]
+    assert [r["id"] for r in after["sales_order_rows"]] == [chair_row]
+    assert await data(client, "/inventory_movements") == []
+    assert [r["id"] for r in await data(client, "/sales_order_rows")] == [chair_row]
+    listed = await data(client, "/sales_order_rows", include_deleted="true")
+    (deleted,) = [r for r in listed if r["id"] == lamp_row]
+    assert deleted["deleted_at"] == deleted["updated_at"] != before["updated_at"]
+
+
+async def test_repointing_a_sales_order_row_moves_its_commitment_without_touching_the_order(
+    sim: KatanaSim, client: Client, clock: FakeClock
+) -> None:
+    location = sim.add_location("Main")
+    chair, lamp = sim.add_product("P", ["CHAIR", "LAMP"])
+    order = sim.create_sales_order([(chair, 2)], location)
+    (row_id,) = sim.sales_order_row_ids(order)
+    (before,) = await data(client, "/sales_orders")
+    clock.advance(5)
+
+    sim.update_sales_order_row(row_id, variant_id=lamp, quantity=4)
+
+    assert (sim.committed(chair, location), sim.committed(lamp, location)) == (0, 4)
+    (after,) = await data(client, "/sales_orders")
+    assert after["updated_at"] == before["updated_at"]
+    since = (clock.now - timedelta(seconds=1)).isoformat()
+    (row,) = await data(client, "/sales_order_rows", updated_at_min=since)
+    assert (row["id"], row["variant_id"], row["quantity"]) == (row_id, lamp, 4)
+    assert await data(client, "/inventory_movements") == []
+
+
+async def test_a_row_added_to_an_open_order_commits_without_touching_the_order(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    chair, lamp = sim.add_product("P", ["CHAIR", "LAMP"])
+    order = sim.create_sales_order([(chair, 2)], location)
+    (before,) = await data(client, "/sales_orders")
+
+    row_id = sim.add_sales_order_row(order, lamp, 1)
+
+    assert sim.committed(lamp, location) == 1
+    (after,) = await data(client, "/sales_orders")
+    assert after["updated_at"] == before["updated_at"]
+    assert [r["id"] for r in after["sales_order_rows"]][-1] == row_id
+    rows = await data(client, "/sales_order_rows", sales_order_ids=order, variant_id=lamp)
+    assert [r["id"] for r in rows] == [row_id]
+
+
+async def test_rows_of_a_packed_order_cannot_be_edited_as_in_katana(sim: KatanaSim) -> None:
+    location = sim.add_location("Main")
+    chair = sim.add_product("P", ["CHAIR"])[0]
+    sim.set_stock(chair, location, 5)
+    order = sim.create_sales_order([(chair, 2)], location)
+    (row_id,) = sim.sales_order_row_ids(order)
+    sim.pack_sales_order(order)
+
+    with pytest.raises(ValueError, match="PACKED"):
+        sim.update_sales_order_row(row_id, quantity=1)
+    with pytest.raises(ValueError, match="PACKED"):
+        sim.delete_sales_order_row(row_id)
+
+
+async def test_editing_an_order_whole_keeps_its_row_ids_and_deletes_the_rows_it_drops(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    chair, lamp, desk = sim.add_product("P", ["CHAIR", "LAMP", "DESK"])
+    order = sim.create_sales_order([(chair, 2), (lamp, 3)], location)
+    first, second = sim.sales_order_row_ids(order)
+
+    sim.update_sales_order(order, rows=[(desk, 1)])
+
+    assert sim.sales_order_row_ids(order) == [first]
+    assert (sim.committed(chair, location), sim.committed(desk, location)) == (0, 1)
+    listed = await data(client, "/sales_order_rows", include_deleted="true")
+    assert {r["id"]: (r["variant_id"], r["deleted_at"] is None) for r in listed} == {
+        first: (desk, True),
+        second: (lamp, False),
+    }
+
+
+async def test_repointing_or_deleting_a_recipe_row_moves_the_committed_ingredient(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    kit = sim.add_product("Kit", ["KIT"], is_auto_assembly=True)[0]
+    oak, pine, glue = sim.add_product("Parts", ["OAK", "PINE", "GLUE"])
+    sim.add_bom_rows([(kit, oak, 2), (kit, glue, 1)])
+    mo = sim.create_manufacturing_order(kit, location, 3)
+    oak_row, glue_row = sim.recipe_row_ids(mo)
+    (before,) = await data(client, "/manufacturing_orders")
+
+    sim.update_recipe_row(oak_row, variant_id=pine)
+    sim.delete_recipe_row(glue_row)
+    added = sim.add_recipe_row(mo, glue, "0.5")
+
+    assert [sim.committed(v, location) for v in (oak, pine, glue)] == [0, 6, Decimal("1.5")]
+    (after,) = await data(client, "/manufacturing_orders")
+    assert after["updated_at"] == before["updated_at"]
+    assert await data(client, "/inventory_movements") == []
+    rows = await data(client, "/manufacturing_order_recipe_rows", include_deleted="true")
+    assert {r["id"]: (r["variant_id"], r["deleted_at"] is None) for r in rows} == {
+        oak_row: (pine, True),
+        glue_row: (glue, False),
+        added: (glue, True),
+    }
+
+
+async def test_an_unlinked_make_to_order_manufacturing_order_and_its_row_are_updated(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    kit = sim.add_product("Kit", ["KIT"], is_auto_assembly=True)[0]
+    order = sim.create_sales_order([(kit, 2)], location)
+    (row_id,) = sim.sales_order_row_ids(order)
+    mo = sim.make_to_order(row_id)
+    (linked,) = await data(client, "/manufacturing_orders")
+    assert (linked["is_linked_to_sales_order"], linked["sales_order_row_id"]) == (True, row_id)
+    (row,) = await data(client, "/sales_order_rows")
+    assert row["linked_manufacturing_order_id"] == mo
+    (order_before,) = await data(client, "/sales_orders")
+
+    sim.unlink_manufacturing_order(row_id)
+
+    (unlinked,) = await data(client, "/manufacturing_orders")
+    # katana-openapi.yaml has the link ids as non-null integers: an unlinked order has none.
+    assert unlinked["is_linked_to_sales_order"] is False
+    assert "sales_order_row_id" not in unlinked
+    assert unlinked["updated_at"] > linked["updated_at"]
+    (row,) = await data(client, "/sales_order_rows")
+    assert row["linked_manufacturing_order_id"] is None
+    assert row["updated_at"] == unlinked["updated_at"]
+    (order_after,) = await data(client, "/sales_orders")
+    assert order_after["updated_at"] == order_before["updated_at"]
+
+
+async def test_deleting_a_received_purchase_order_row_takes_its_stock_back_without_a_movement(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    mug, cup = sim.add_product("P", ["MUG", "CUP"])
+    po = sim.receive_purchase_order([(mug, 24), (cup, 6)], location)
+    mug_row, cup_row = sim.purchase_order_row_ids(po)
+    (before,) = await data(client, "/purchase_orders")
+
+    sim.delete_purchase_order_row(cup_row)
+
+    assert (sim.in_stock(mug, location), sim.in_stock(cup, location)) == (24, 0)
+    movements = await data(client, "/inventory_movements")
+    assert [(m["variant_id"], m["resource_id"]) for m in movements] == [(mug, mug_row)]
+    (after,) = await data(client, "/purchase_orders")
+    assert after["updated_at"] == before["updated_at"]
+    assert [r["id"] for r in after["purchase_order_rows"]] == [mug_row]
+    listed = await data(client, "/purchase_order_rows", include_deleted="true")
+    assert {r["id"]: r["deleted_at"] is None for r in listed} == {mug_row: True, cup_row: False}
+
+
+async def test_an_open_purchase_order_row_can_be_repointed_and_a_received_one_cannot(
+    sim: KatanaSim,
+) -> None:
+    location = sim.add_location("Main")
+    mug, cup = sim.add_product("P", ["MUG", "CUP"])
+    po = sim.create_purchase_order([(mug, 5)], location)
+    (row_id,) = sim.purchase_order_row_ids(po)
+
+    sim.update_purchase_order_row(row_id, variant_id=cup, quantity=7)
+
+    assert (sim.expected(mug, location), sim.expected(cup, location)) == (0, 7)
+    sim.mark_purchase_order_received(po)
+    with pytest.raises(ValueError, match="received"):
+        sim.update_purchase_order_row(row_id, quantity=1)
+
+
+async def test_outsourced_purchase_orders_commit_their_recipe_rows_until_received(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    kit = sim.add_product("Kit", ["KIT"], is_auto_assembly=True)[0]
+    oak, pine = sim.add_product("Parts", ["OAK", "PINE"])
+    sim.add_bom_row(kit, oak, 2)
+    sim.set_stock(oak, location, 10)
+    po = sim.create_outsourced_purchase_order(kit, location, 3)
+    (recipe_row,) = sim.outsourced_recipe_row_ids(po)
+
+    assert (sim.committed(oak, location), sim.expected(kit, location)) == (6, 3)
+    (row,) = await data(client, "/outsourced_purchase_order_recipe_rows")
+    assert (row["ingredient_variant_id"], row["planned_quantity_per_unit"]) == (oak, 2)
+    assert (await data(client, "/purchase_orders"))[0]["entity_type"] == "outsourced"
+
+    sim.update_outsourced_recipe_row(recipe_row, variant_id=pine)
+    assert (sim.committed(oak, location), sim.committed(pine, location)) == (0, 6)
+    sim.update_outsourced_recipe_row(recipe_row, variant_id=oak)
+    sim.mark_purchase_order_received(po)
+
+    assert (sim.in_stock(oak, location), sim.in_stock(kit, location)) == (4, 3)
+    assert sim.committed(oak, location) == 0
+    kinds = {m["resource_type"] for m in await data(client, "/inventory_movements")}
+    assert {"PurchaseOrderRecipeRow", "PurchaseOrderRow"} <= kinds
+
+
+async def test_deleting_a_stock_adjustment_takes_its_stock_back_and_withdraws_its_movements(
+    sim: KatanaSim, client: Client
+) -> None:
+    location = sim.add_location("Main")
+    variant = sim.add_product("P", ["A"])[0]
+    sim.set_stock(variant, location, 10)
+    adjustment = sim.adjust_stock(variant, location, -3)
+
+    sim.delete_stock_adjustment(adjustment)
+
+    assert sim.in_stock(variant, location) == 10
+    movements = await data(client, "/inventory_movements")
+    assert [Decimal(str(m["quantity_change"])) for m in movements] == [10]
+    (deleted,) = [
+        a
+        for a in await data(client, "/stock_adjustments", include_deleted="true")
+        if a["id"] == adjustment
+    ]
+    assert deleted["deleted_at"] is not None

@@ -6,6 +6,7 @@ from daemon.engine import IDLE_CYCLE_REQUESTS, sustainable_poll_interval
 
 
 def test_sustainable_poll_interval_fits_idle_cycles_in_katanas_budget() -> None:
-    assert IDLE_CYCLE_REQUESTS == 11
-    assert sustainable_poll_interval(60) == 11.0
-    assert sustainable_poll_interval(600) == 1.1
+    # 10 delta sources (3 row lists among them) + variants, products, materials, BOM rows.
+    assert IDLE_CYCLE_REQUESTS == 14
+    assert sustainable_poll_interval(60) == 14.0
+    assert sustainable_poll_interval(600) == 1.4
