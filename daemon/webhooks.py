@@ -29,12 +29,25 @@ BODY_TIMEOUT_SECONDS = 10.0
 # Katana retries a delivery up to 3 times over ~15 minutes: remember deliveries that long.
 DEDUP_SECONDS = 20 * 60
 DEDUP_MAX = 10_000
-STOCK_EVENT_PREFIXES = (
-    "current_inventory.",
-    "sales_order.",
-    "manufacturing_order.",
-    "purchase_order.",
-    "product_recipe_row.",
+# Katana's event resources (live-gateway.yaml CreateWebhookDto.subscribed_events) whose changes
+# can move in stock, committed or potential: rows are edited on their own, and a variant, product
+# or material edit changes the mapping or what counts as a kit. Operation rows move no stock.
+STOCK_EVENT_RESOURCES = frozenset(
+    {
+        "current_inventory",
+        "sales_order",
+        "manufacturing_order",
+        "manufacturing_order_recipe_row",
+        "purchase_order",
+        "purchase_order_row",
+        "outsourced_purchase_order",
+        "outsourced_purchase_order_row",
+        "outsourced_purchase_order_recipe_row",
+        "product_recipe_row",
+        "product",
+        "material",
+        "variant",
+    }
 )
 
 
@@ -87,7 +100,7 @@ def katana_webhook(
             return web.Response(status=400, text="body is not a JSON object")
         if duplicate(body):
             return web.Response(status=200, text="duplicate")
-        if action.startswith(STOCK_EVENT_PREFIXES):
+        if action.partition(".")[0] in STOCK_EVENT_RESOURCES:
             log.info("webhook_poll_now", action=action)
             poll_now()
         return web.Response(status=200, text="ok")

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -174,4 +175,52 @@ async def test_body_that_never_completes_is_answered_408_after_the_body_timeout(
     await client.close()
 
     assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert polls == []
+
+
+# Katana's own names (live-gateway.yaml CreateWebhookDto.subscribed_events) for changes that can
+# move in stock, committed or potential: each wakes the poll loop.
+STOCK_EVENTS = [
+    "variant.updated",
+    "variant.deleted",
+    "product.updated",
+    "product.deleted",
+    "material.updated",
+    "material.deleted",
+    "product_recipe_row.deleted",
+    "sales_order.updated",
+    "purchase_order_row.received",
+    "purchase_order_row.deleted",
+    "manufacturing_order_recipe_row.updated",
+    "manufacturing_order_recipe_row.deleted",
+    "outsourced_purchase_order.received",
+    "outsourced_purchase_order_row.updated",
+    "outsourced_purchase_order_recipe_row.deleted",
+]
+
+
+@pytest.mark.parametrize("action", STOCK_EVENTS)
+async def test_every_katana_event_that_can_move_stock_triggers_a_poll(action: str) -> None:
+    polls: list[int] = []
+    client = await _client(polls)
+    body = _event(action=action)
+    response = await client.post(
+        "/webhooks/katana", data=body, headers={SIGNATURE_HEADER: signature(TOKEN, body)}
+    )
+    await client.close()
+
+    assert response.status == 200
+    assert polls == [1]
+
+
+async def test_manufacturing_operation_events_move_no_stock_and_poll_nothing() -> None:
+    polls: list[int] = []
+    client = await _client(polls)
+    body = _event(action="manufacturing_order_operation_row.completed")
+    response = await client.post(
+        "/webhooks/katana", data=body, headers={SIGNATURE_HEADER: signature(TOKEN, body)}
+    )
+    await client.close()
+
+    assert response.status == 200
     assert polls == []
