@@ -721,7 +721,7 @@ class Engine:
                 kept if kept is not None else (await self._plan(mapping, stock, chunk, confirm))[0]
             )
             report = await self._push(mapping, plan, run_id, outcome)
-            self._observe_lag(report, marks)
+            self._observe_lag(mapping.name, report, marks)
             if report.unresolved:
                 unresolved_pairs += len(report.unresolved)
                 unresolved.update(p.katana_variant_id for p in plan if p.key in report.unresolved)
@@ -872,12 +872,16 @@ class Engine:
         self.metrics.connection_held.labels(connection=name).set(1)
         self.metrics.held_connections.set(len(await self.store.holds()))
 
-    def _observe_lag(self, report: PushReport, marks: Mapping[int, DirtyMark]) -> None:
+    def _observe_lag(
+        self, connection: str, report: PushReport, marks: Mapping[int, DirtyMark]
+    ) -> None:
         now = self._now()
+        at = now.timestamp()
         seen: set[int] = set()
         for result in report.applied:
             vid = result.push.katana_variant_id
             if vid in marks and vid not in seen:
                 seen.add(vid)
-                lag = (now - marks[vid].changed_at).total_seconds()
-                self.metrics.sync_lag.observe(max(0.0, lag))
+                lag = max(0.0, (now - marks[vid].changed_at).total_seconds())
+                self.metrics.sync_lag.observe(lag)
+                self.metrics.activity.lag(connection, at, lag)

@@ -190,6 +190,18 @@ class _Outage:
     since: float
     failures: int
     message: str
+    started_at: float  # wall clock (epoch seconds) of the first failure: what people read
+    error_type: type[BaseException] | None  # of the latest failure (None: a message only)
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A read-only view of a source's current outage (for the status page)."""
+
+    started_at: float  # epoch seconds of the first failure of this outage
+    failures: int
+    message: str  # the latest failure's description
+    error_type: type[BaseException] | None  # the latest failure's exception type, if any
 
 
 def describe_error(error: BaseException | str) -> str:
@@ -208,24 +220,41 @@ class HealthLog:
         logger: FilteringBoundLogger | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._log = logger if logger is not None else _log
         self._clock = clock
+        self._wall_clock = wall_clock
         self._outages: dict[str, _Outage] = {}
 
     def failing(self, source: str) -> bool:
         """Whether the last outcome recorded for `source` was a failure."""
         return source in self._outages
 
+    def outage(self, source: str) -> Outage | None:
+        """The current outage of `source` (None while it works), as of the latest failure."""
+        outage = self._outages.get(source)
+        if outage is None:
+            return None
+        return Outage(outage.started_at, outage.failures, outage.message, outage.error_type)
+
     def failed(self, source: str, error: BaseException | str) -> None:
         """Record a failure; ERROR on the first one or when the error changes, DEBUG otherwise."""
         message = describe_error(error)
+        error_type = None if isinstance(error, str) else type(error)
         outage = self._outages.get(source)
         if outage is None:
-            self._outages[source] = _Outage(since=self._clock(), failures=1, message=message)
+            self._outages[source] = _Outage(
+                since=self._clock(),
+                failures=1,
+                message=message,
+                started_at=self._wall_clock(),
+                error_type=error_type,
+            )
             self._log.error("source_failed", source=source, error=message)
             return
         outage.failures += 1
+        outage.error_type = error_type
         if message != outage.message:
             outage.message = message
             self._log.error("source_failed", source=source, error=message, failures=outage.failures)

@@ -16,6 +16,8 @@ from prometheus_client import (
     process_collector,
 )
 
+from daemon.status.window import ActivityWindow
+
 # Katana change -> Shopify acknowledgement: seconds to tens of minutes.
 LAG_BUCKETS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 300, 600, 1800, 3600, 7200)
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -31,6 +33,9 @@ class Metrics:
             platform_collector.PlatformCollector(registry=self.registry)
             gc_collector.GCCollector(registry=self.registry)
         r = self.registry
+        # The last hours of pushes and lag per connection, for the status page: Prometheus
+        # histograms cannot give "p99 over the last hour" without a Prometheus server.
+        self.activity = ActivityWindow()
         p = "stocksync_"
         self.poll_cycles = Counter(
             p + "poll_cycles", "Poll-and-push cycles by result.", ["result"], registry=r

@@ -236,6 +236,7 @@ class Pusher:
     def _count(self, connection: str, report: PushReport) -> None:
         m = self._metrics
         m.quantities_pushed.labels(connection=connection).inc(len(report.applied))
+        m.activity.pushed(connection, self._now().timestamp(), len(report.applied))
         m.stale_overwrites.labels(connection=connection).inc(report.stale_overwrites)
         for result in report.rejected:
             m.push_errors.labels(connection=connection, code=result.code or "UNKNOWN").inc()

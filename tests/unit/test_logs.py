@@ -419,3 +419,24 @@ def test_health_log_failure_after_recovery_is_a_new_error() -> None:
 )
 def test_describe_error_names_the_type_and_message(error: BaseException | str, text: str) -> None:
     assert describe_error(error) == text
+
+
+def test_health_log_outage_says_since_when_on_the_wall_clock_and_the_latest_error() -> None:
+    clock, wall = FakeClock(), FakeClock()
+    wall.now = 1_700_000_000.0
+    health = HealthLog(clock=clock, wall_clock=wall)
+
+    with capture_logs():
+        assert health.outage("poll") is None
+        health.failed("poll", ConnectionError("refused"))
+        wall.now += 90
+        health.failed("poll", TimeoutError())
+        outage = health.outage("poll")
+        health.succeeded("poll")
+
+    assert outage is not None
+    assert outage.started_at == 1_700_000_000.0  # the first failure, not the latest
+    assert outage.failures == 2
+    assert outage.message == "TimeoutError"
+    assert outage.error_type is TimeoutError
+    assert health.outage("poll") is None

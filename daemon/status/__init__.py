@@ -1,0 +1,1 @@
+"""The merchant's status page: `GET /`, `/status` and `/status.json` (read-only)."""
