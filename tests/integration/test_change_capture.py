@@ -143,6 +143,35 @@ async def test_a_row_remembered_from_an_earlier_run_is_repointed_both_ways(
     assert (world.levels(chair_twin), world.levels(lamp_twin)) == ((10, 10), (6, 6))
 
 
+async def test_packing_a_sales_order_moves_its_stock_out_once(
+    world: World, katana_clock: KatanaClock
+) -> None:
+    chair, twin = product(world, "CHAIR", stock=10)
+    order = world.katana.create_sales_order([(chair, 4)], world.warehouse)
+    async with world.runtime() as runtime:
+        await settle(runtime, katana_clock)
+
+        world.katana.pack_sales_order(order)
+        world.katana.set_stock(chair, world.warehouse, 9)  # a recount after packing
+        await runtime.engine.cycle()
+
+        assert world.levels(twin) == (9, 9)
+
+
+async def test_deleting_a_sales_order_releases_its_commitment(
+    world: World, katana_clock: KatanaClock
+) -> None:
+    chair, twin = product(world, "CHAIR", stock=10)
+    order = world.katana.create_sales_order([(chair, 4)], world.warehouse)
+    async with world.runtime() as runtime:
+        await settle(runtime, katana_clock)
+
+        world.katana.delete_sales_order(order)
+        await runtime.engine.cycle()
+
+        assert world.levels(twin) == (10, 10)
+
+
 async def test_a_row_added_to_an_open_sales_order_lowers_shopify(
     world: World, katana_clock: KatanaClock
 ) -> None:
@@ -254,6 +283,21 @@ async def test_deleting_a_received_purchase_order_row_lowers_shopify(
         assert world.levels(twin) == (1, 1)
 
 
+async def test_an_outsourced_purchase_order_commits_its_ingredients(
+    world: World, katana_clock: KatanaClock
+) -> None:
+    oak, twin = product(world, "OAK", stock=10)
+    stool, _ = product(world, "STOOL")
+    world.katana.add_bom_row(stool, oak, 2)
+    async with world.runtime() as runtime:
+        await settle(runtime, katana_clock)
+
+        world.katana.create_outsourced_purchase_order(stool, world.warehouse, 3)
+        await runtime.engine.cycle()
+
+        assert world.levels(twin) == (4, 4)
+
+
 async def test_repointing_an_outsourced_purchase_order_ingredient_updates_both_ingredients(
     world: World, katana_clock: KatanaClock
 ) -> None:
@@ -336,6 +380,22 @@ async def test_deleting_a_stock_adjustment_restores_shopify(
 
 
 # ---- BOM rows ------------------------------------------------------------------------------------
+
+
+async def test_an_ingredient_committed_elsewhere_lowers_the_kits_that_use_it(
+    world: World, katana_clock: KatanaClock
+) -> None:
+    leg, _ = product(world, "LEG", stock=8)
+    kit, twin = product(world, "TABLE-KIT", kit=True)
+    world.katana.add_bom_row(kit, leg, 4)
+    async with world.runtime() as runtime:
+        await settle(runtime, katana_clock)
+        assert world.levels(twin) == (2, 2)
+
+        world.katana.create_sales_order([(leg, 4)], world.warehouse)
+        await runtime.engine.cycle()
+
+        assert world.levels(twin) == (1, 1)
 
 
 async def test_a_removed_bom_row_is_found_by_the_periodic_full_bom_read(
