@@ -1670,6 +1670,10 @@ class KatanaSim:
         """The ids of a manufacturing order's live ingredient rows, in order."""
         return list(self._manufacturing_orders.get(mo_id, "manufacturing order").recipe_row_ids)
 
+    def recipe_row_variant(self, row_id: int) -> int:
+        """The ingredient variant of a manufacturing order's ingredient row."""
+        return self._recipe_rows.get(row_id, "recipe row").variant_id
+
     def purchase_order_row_ids(self, order_id: int) -> list[int]:
         """The ids of a purchase order's live rows, in order."""
         return [line.id for line in self._purchase_orders.get(order_id, "purchase order").rows]

@@ -624,8 +624,12 @@ DEFAULT_MIX: Mapping[str, float] = {
     "sales_order_packed": 14,
     "sales_order_delivered": 8,
     "sales_order_deleted": 4,
+    # Rows edited on their own, leaving their order untouched and writing no movement.
+    "sales_order_row_deleted": 2,
+    "sales_order_row_repointed": 2,
     "manufacturing_order_created": 4,
     "manufacturing_order_completed": 4,
+    "recipe_row_repointed": 1,
     "purchase_order_received": 8,
     "stock_adjusted": 8,
     "stock_transferred": 5,
@@ -659,8 +663,11 @@ class EventStream:
             "sales_order_packed": self._sales_order_packed,
             "sales_order_delivered": self._sales_order_delivered,
             "sales_order_deleted": self._sales_order_deleted,
+            "sales_order_row_deleted": self._sales_order_row_deleted,
+            "sales_order_row_repointed": self._sales_order_row_repointed,
             "manufacturing_order_created": self._manufacturing_order_created,
             "manufacturing_order_completed": self._manufacturing_order_completed,
+            "recipe_row_repointed": self._recipe_row_repointed,
             "purchase_order_received": self._purchase_order_received,
             "stock_adjusted": self._stock_adjusted,
             "stock_transferred": self._stock_transferred,
@@ -770,6 +777,56 @@ class EventStream:
             return None
         katana.delete_sales_order(order)
         return "sales_order_deleted", {v for v, _ in katana.sales_order_rows(order)}, f"SO-{order}"
+
+    def _open_order_row(self, min_rows: int = 1) -> tuple[int, int, int] | None:
+        """(order, row, variant) of a random row of a random order whose rows may change and
+        that has at least `min_rows` rows."""
+        katana = self.scenario.katana
+        orders = [
+            o
+            for o in katana.sales_order_ids({"NOT_SHIPPED", "PENDING"})
+            if len(katana.sales_order_row_ids(o)) >= min_rows
+        ]
+        order = self._pick(orders)
+        if order is None:
+            return None
+        rows = list(
+            zip(katana.sales_order_row_ids(order), katana.sales_order_rows(order), strict=True)
+        )
+        row, (variant, _) = self._rng.choice(rows)
+        return order, row, variant
+
+    def _sales_order_row_deleted(self) -> _Outcome | None:
+        # A row deleted among others: an order is not left empty.
+        picked = self._open_order_row(min_rows=2)
+        if picked is None:
+            return None
+        order, row, variant = picked
+        self.scenario.katana.delete_sales_order_row(row)
+        return "sales_order_row_deleted", {variant}, f"SO-{order} row {row}"
+
+    def _sales_order_row_repointed(self) -> _Outcome | None:
+        picked = self._open_order_row()
+        if picked is None:
+            return None
+        order, row, old = picked
+        new = self._rng.choice([v for v in self._sellable if v != old])
+        self.scenario.katana.update_sales_order_row(row, variant_id=new)
+        return "sales_order_row_repointed", {old, new}, f"SO-{order} row {row}"
+
+    def _recipe_row_repointed(self) -> _Outcome | None:
+        katana, rng = self.scenario.katana, self._rng
+        mo = self._pick(katana.open_manufacturing_order_ids())
+        rows = [] if mo is None else katana.recipe_row_ids(mo)
+        if mo is None or not rows:
+            return None
+        row = rng.choice(rows)
+        old = katana.recipe_row_variant(row)
+        made, _ = katana.manufacturing_order_variant(mo)
+        pool = [*self.scenario.components, *self.scenario.materials]
+        new = rng.choice([v for v in pool if v not in (old, made)])
+        katana.update_recipe_row(row, variant_id=new)
+        return "recipe_row_repointed", {old, new}, f"MO-{mo} row {row}"
 
     def _manufacturing_order_created(self) -> _Outcome | None:
         katana, rng = self.scenario.katana, self._rng

@@ -414,6 +414,25 @@ def test_committed_and_expected_never_go_negative_under_a_long_event_stream(
             assert katana.expected(variant, location) >= 0
 
 
+def test_row_events_change_rows_without_touching_their_documents(scenario: Scenario) -> None:
+    # Katana edits and deletes document rows on their own (issue 12): the stream does too.
+    stream = EventStream(scenario, seed=3)
+    for _ in range(30):
+        stream.step()
+    katana = scenario.katana
+    orders_before = {o: katana.sales_order_rows(o) for o in katana.sales_order_ids({"NOT_SHIPPED"})}
+
+    deleted = stream.step("sales_order_row_deleted")
+    repointed = stream.step("sales_order_row_repointed")
+    ingredient = stream.step("recipe_row_repointed")
+
+    assert len(deleted.variant_ids) == 1
+    assert len(repointed.variant_ids) == 2  # the old variant and the new one
+    assert len(ingredient.variant_ids) == 2
+    orders_after = {o: katana.sales_order_rows(o) for o in orders_before}
+    assert orders_after != orders_before
+
+
 def test_an_unknown_event_kind_is_refused(scenario: Scenario) -> None:
     with pytest.raises(ValueError, match="unknown event kinds"):
         EventStream(scenario, mix={"earthquake": 1})
