@@ -883,5 +883,5 @@ class Engine:
             if vid in marks and vid not in seen:
                 seen.add(vid)
                 lag = max(0.0, (now - marks[vid].changed_at).total_seconds())
-                self.metrics.sync_lag.observe(lag)
+                self.metrics.sync_lag.labels(connection=connection).observe(lag)
                 self.metrics.activity.lag(connection, at, lag)

@@ -6,6 +6,9 @@ does I/O: values are pushed in by the code that observes them.
 
 from __future__ import annotations
 
+import platform
+import time
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,11 +19,57 @@ from prometheus_client import (
     process_collector,
 )
 
+from daemon import __version__
+from daemon.katana.models import DELTA_SOURCES
 from daemon.status.window import ActivityWindow
 
 # Katana change -> Shopify acknowledgement: seconds to tens of minutes.
 LAG_BUCKETS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 300, 600, 1800, 3600, 7200)
 API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+APIS = ("katana", "shopify")
+# Every resource the API clients can report a malformed row for (the `resource` label). A
+# counter child born on its first increment shows no increase() for that increment, so each
+# one is created at start-up (tests/unit/test_metrics.py scans the clients for new names).
+MALFORMED_RESOURCES = {
+    "katana": (
+        "locations",
+        "variants",
+        "products",
+        "materials",
+        "bom_rows",
+        "inventory",
+        *DELTA_SOURCES,
+    ),
+    "shopify": ("locations", "product_variants", "product_variants_count", "inventory_levels"),
+}
+# Push error codes created per connection at start-up: the one stocksync itself gives (an
+# unsendable batch) and Shopify's per-item rejections PRODUCT.md §3 names. Others still appear
+# on their first occurrence.
+KNOWN_PUSH_ERROR_CODES = (
+    "TRANSPORT",
+    "ITEM_NOT_STOCKED_AT_LOCATION",
+    "NON_MUTABLE_INVENTORY_ITEM",
+    "INVALID_INVENTORY_ITEM",
+)
+
+
+class ProcessCollector(process_collector.ProcessCollector):
+    """prometheus-client's process_* collector, also where only /proc/PID is visible.
+
+    systemd's ProcSubset=pid (set in the units) hides /proc/stat, and the stock collector, which
+    reads the boot time from there, then exports nothing. The boot time is also the wall clock
+    minus CLOCK_BOOTTIME, which needs no /proc at all.
+    """
+
+    def _boot_time(self) -> float | None:
+        try:
+            found: float | None = super()._boot_time()  # type: ignore[no-untyped-call]
+        except OSError:
+            found = None
+        boottime = getattr(time, "CLOCK_BOOTTIME", None)
+        if found is None and boottime is not None:
+            return time.time() - time.clock_gettime(boottime)
+        return found
 
 
 class Metrics:
@@ -29,7 +78,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         if process:
-            process_collector.ProcessCollector(registry=self.registry)
+            ProcessCollector(registry=self.registry)
             platform_collector.PlatformCollector(registry=self.registry)
             gc_collector.GCCollector(registry=self.registry)
         r = self.registry
@@ -37,6 +86,23 @@ class Metrics:
         # histograms cannot give "p99 over the last hour" without a Prometheus server.
         self.activity = ActivityWindow()
         p = "stocksync_"
+        # The daemon's own start time and version: process_start_time_seconds is not exported
+        # everywhere (a sandbox may hide /proc), and the alerts' grace after a start needs one.
+        self.start_time = Gauge(
+            p + "start_time_seconds", "Unix time the stocksync process started.", registry=r
+        )
+        self.start_time.set(time.time())
+        self.build_info = Gauge(
+            p + "build_info",
+            "Always 1; the labels say which stocksync and Python run.",
+            ["version", "python", "implementation"],
+            registry=r,
+        )
+        self.build_info.labels(
+            version=__version__,
+            python=platform.python_version(),
+            implementation=platform.python_implementation(),
+        ).set(1)
         self.poll_cycles = Counter(
             p + "poll_cycles", "Poll-and-push cycles by result.", ["result"], registry=r
         )
@@ -67,6 +133,7 @@ class Metrics:
         self.sync_lag = Histogram(
             p + "sync_lag_seconds",
             "Katana change timestamp to Shopify acknowledgement.",
+            ["connection"],
             buckets=LAG_BUCKETS,
             registry=r,
         )
@@ -174,6 +241,11 @@ class Metrics:
             self.config_reloads.labels(result=result)
             self.reconciliation_runs.labels(result=result)
         self.reconciliation_runs.labels(result="missed")
+        for api in APIS:
+            self.api_throttled.labels(api=api)
+            self.api_request_duration.labels(api=api)
+            for resource in MALFORMED_RESOURCES[api]:
+                self.malformed_rows.labels(api=api, resource=resource)
 
     def connection_started(self, connection: str) -> None:
         """Create a connection's labelled children so they export 0 before any sample."""
@@ -183,3 +255,6 @@ class Metrics:
         self.connection_held.labels(connection=connection)
         self.unreadable_variants.labels(connection=connection)
         self.late_push_corrections.labels(connection=connection)
+        self.sync_lag.labels(connection=connection)
+        for code in KNOWN_PUSH_ERROR_CODES:
+            self.push_errors.labels(connection=connection, code=code)

@@ -43,6 +43,7 @@ EXPECTED_ALERTS = {
     "StocksyncDirtyBacklogGrowing",
     "StocksyncConfigReloadFailed",
     "StocksyncStaleOverwritesHigh",
+    "StocksyncReconciliationDrift",
 }
 METRIC_NAME = re.compile(r"\b(?:stocksync|process)_[a-z0-9_]*[a-z0-9]")
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
@@ -228,6 +229,23 @@ def test_alert_descriptions_point_at_sections_of_the_operations_guide() -> None:
             assert set(cited) <= headings, f"{name} cites a missing section: {cited}"
 
 
+def _slug(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) give a heading."""
+    kept = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return kept.replace(" ", "-")
+
+
+def test_every_alert_links_its_runbook_section_of_the_operations_guide() -> None:
+    anchors = {_slug(h) for h in _headings(OPERATIONS.read_text(encoding="utf-8"))}
+    for name, bodies in _alert_blocks().items():
+        for body in bodies:
+            found = re.search(r'^\s+runbook_url: "([^"]+)"$', body, flags=re.M)
+            assert found, f"{name} has no runbook_url"
+            page, _, anchor = found.group(1).partition("#")
+            assert page == "file:///usr/share/doc/stocksync/operations.md", name
+            assert anchor in anchors, f"{name} links a missing section: #{anchor}"
+
+
 def test_operations_guide_lists_every_alert() -> None:
     guide = OPERATIONS.read_text(encoding="utf-8")
     assert [name for name in sorted(EXPECTED_ALERTS) if name not in guide] == []
@@ -300,13 +318,23 @@ def test_down_alert_fires_when_the_target_is_missing(promtool: str, tmp_path: Pa
     )
 
 
+# Under systemd's ProcSubset=pid a daemon may export no process_* series at all: the grace
+# after a start must not depend on them. Each such rule is checked with and without them.
+PROCESS_SERIES = [
+    pytest.param({}, id="without-process-series"),
+    pytest.param({_series("process_start_time_seconds"): "0x600"}, id="with-process-series"),
+]
+
+
+@pytest.mark.parametrize("process", PROCESS_SERIES)
 def test_polling_stale_fires_when_the_last_successful_poll_is_older_than_5_minutes(
-    promtool: str, tmp_path: Path
+    promtool: str, tmp_path: Path, process: dict[str, str]
 ) -> None:
     # The last success at t = 60 s; the process started at 0.
     series = {
         _series("stocksync_last_successful_poll_timestamp_seconds"): "60x20",
-        _series("process_start_time_seconds"): "0x20",
+        _series("stocksync_start_time_seconds"): "0x20",
+        **process,
     }
     checks = [
         ("7m", "StocksyncPollingStale", []),
@@ -318,22 +346,43 @@ def test_polling_stale_fires_when_the_last_successful_poll_is_older_than_5_minut
 def test_polling_stale_stays_quiet_while_polls_succeed(promtool: str, tmp_path: Path) -> None:
     series = {
         _series("stocksync_last_successful_poll_timestamp_seconds"): "0+60x30",
-        _series("process_start_time_seconds"): "0x30",
+        _series("stocksync_start_time_seconds"): "0x30",
     }
     _promtool_alert_test(promtool, tmp_path, series, [("25m", "StocksyncPollingStale", [])])
 
 
+@pytest.mark.parametrize("process", PROCESS_SERIES)
 def test_polling_stale_allows_an_hour_for_the_first_cycle_after_a_start(
-    promtool: str, tmp_path: Path
+    promtool: str, tmp_path: Path, process: dict[str, str]
 ) -> None:
     # No success yet (the gauge is 0), the process started at 0: a long first full sync.
     series = {
         _series("stocksync_last_successful_poll_timestamp_seconds"): "0x80",
-        _series("process_start_time_seconds"): "0x80",
+        _series("stocksync_start_time_seconds"): "0x80",
+        **process,
     }
     checks = [
         ("50m", "StocksyncPollingStale", []),
         ("65m", "StocksyncPollingStale", [_alert("critical")]),
+    ]
+    _promtool_alert_test(promtool, tmp_path, series, checks)
+
+
+@pytest.mark.parametrize("process", PROCESS_SERIES)
+def test_polling_stale_allows_an_hour_after_a_restart(
+    promtool: str, tmp_path: Path, process: dict[str, str]
+) -> None:
+    # Polls succeed for 30 minutes; a restart at 30 m sets the gauge back to 0 and the start time
+    # to 1800 s (process_start_time_seconds, where exported, still says 0: it must not count).
+    series = {
+        _series("stocksync_last_successful_poll_timestamp_seconds"): "0+60x29 0x80",
+        _series("stocksync_start_time_seconds"): "0x29 1800x80",
+        **process,
+    }
+    checks = [
+        ("40m", "StocksyncPollingStale", []),
+        ("85m", "StocksyncPollingStale", []),
+        ("95m", "StocksyncPollingStale", [_alert("critical")]),
     ]
     _promtool_alert_test(promtool, tmp_path, series, checks)
 
@@ -382,13 +431,15 @@ def test_connection_held_fires_while_the_safety_valve_holds_a_connection(
     _promtool_alert_test(promtool, tmp_path, series, checks)
 
 
+@pytest.mark.parametrize("process", PROCESS_SERIES)
 def test_reconciliation_missed_fires_26_hours_after_the_last_success(
-    promtool: str, tmp_path: Path
+    promtool: str, tmp_path: Path, process: dict[str, str]
 ) -> None:
     # The last success at t = 600 s, never again; 5-minute samples over 30 hours.
     series = {
         _series("stocksync_reconciliation_last_success_timestamp_seconds"): "600x360",
-        _series("process_start_time_seconds"): "0x360",
+        _series("stocksync_start_time_seconds"): "0x360",
+        **process,
     }
     checks = [
         ("25h", "StocksyncReconciliationMissed", []),
@@ -397,19 +448,45 @@ def test_reconciliation_missed_fires_26_hours_after_the_last_success(
     _promtool_alert_test(promtool, tmp_path, series, checks, interval="5m")
 
 
+@pytest.mark.parametrize("process", PROCESS_SERIES)
 def test_reconciliation_missed_gives_a_restarted_process_26_hours(
-    promtool: str, tmp_path: Path
+    promtool: str, tmp_path: Path, process: dict[str, str]
 ) -> None:
-    # The gauge is 0 in a new process until its first nightly run.
+    # A run at 600 s; at 10 h the process restarts with no reconciliation on record (the gauge
+    # is 0 until its first nightly run) and a start time of 36,000 s. Where process_* series
+    # are exported, process_start_time_seconds still says 0: only the daemon's own start counts.
     series = {
-        _series("stocksync_reconciliation_last_success_timestamp_seconds"): "0x360",
-        _series("process_start_time_seconds"): "0x360",
+        _series("stocksync_reconciliation_last_success_timestamp_seconds"): "600x119 0x400",
+        _series("stocksync_start_time_seconds"): "0x119 36000x400",
+        **process,
     }
     checks = [
-        ("20h", "StocksyncReconciliationMissed", []),
-        ("27h", "StocksyncReconciliationMissed", [_alert("warning")]),
+        ("30h", "StocksyncReconciliationMissed", []),
+        ("37h", "StocksyncReconciliationMissed", [_alert("warning")]),
     ]
     _promtool_alert_test(promtool, tmp_path, series, checks, interval="5m")
+
+
+def test_reconciliation_drift_fires_after_a_run_that_found_drift(
+    promtool: str, tmp_path: Path
+) -> None:
+    # 10-minute samples: a run at 3 h finds 4 drifted levels; the next night's run finds none.
+    series = {_series("stocksync_reconciliation_drift_total", connection="eu"): "0x17 4x300"}
+    checks = [
+        ("2h", "StocksyncReconciliationDrift", []),
+        ("4h", "StocksyncReconciliationDrift", [_alert("warning", connection="eu")]),
+        ("27h", "StocksyncReconciliationDrift", [_alert("warning", connection="eu")]),
+        ("30h", "StocksyncReconciliationDrift", []),
+    ]
+    _promtool_alert_test(promtool, tmp_path, series, checks, interval="10m")
+
+
+def test_reconciliation_drift_stays_quiet_while_runs_find_none(
+    promtool: str, tmp_path: Path
+) -> None:
+    series = {_series("stocksync_reconciliation_drift_total", connection="eu"): "0x300"}
+    checks = [("30h", "StocksyncReconciliationDrift", [])]
+    _promtool_alert_test(promtool, tmp_path, series, checks, interval="10m")
 
 
 def test_throttling_fires_when_shopify_throttles_over_5_percent_for_30_minutes(
@@ -582,11 +659,91 @@ def test_dashboard_shows_time_since_and_held_and_enabled_as_stats() -> None:
     panels = _panels(_dashboard())
     for panel in panels:
         exprs = " ".join(t["expr"] for t in panel["targets"])
-        if "time() -" in exprs or re.search(r"held|sync_enabled", exprs):
+        if "time() -" in exprs or re.search(r"held|sync_enabled|build_info", exprs):
             assert panel["type"] == "stat", panel["title"]
         else:
             assert panel["type"] == "timeseries", panel["title"]
         assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
+
+
+def _connection_families() -> set[str]:
+    """Metric families whose samples carry a `connection` label, once a connection started."""
+    metrics = Metrics(process=False)
+    metrics.connection_started("eu")
+    text = generate_latest(metrics.registry).decode()
+    return {
+        f.name
+        for f in text_string_to_metric_families(text)
+        if any("connection" in s.labels for s in f.samples)
+    }
+
+
+def test_panels_of_metrics_with_a_connection_label_follow_the_connection_picker() -> None:
+    samples, _ = _exported()
+    by_connection = _connection_families()
+    assert {"stocksync_sync_lag_seconds", "stocksync_quantities_pushed"} <= by_connection
+    for panel in _panels(_dashboard()):
+        for target in panel["targets"]:
+            for selector in re.finditer(
+                r"\b((?:stocksync|process)_[a-z0-9_]+)(\{[^}]*\})?", target["expr"]
+            ):
+                family = samples.get(selector.group(1))
+                if family in by_connection:
+                    assert 'connection=~"$connection"' in (selector.group(2) or ""), (
+                        f"{panel['title']}: {selector.group(0)}"
+                    )
+
+
+def test_panels_that_cannot_follow_the_connection_picker_say_so() -> None:
+    # A process-wide figure (the backlog, poll cycles) beside per-connection panels would read
+    # as the picked connection's unless the panel says otherwise.
+    for panel in _panels(_dashboard()):
+        exprs = " ".join(t["expr"] for t in panel["targets"])
+        if "stocksync_" in exprs and "$connection" not in exprs:
+            assert "all connections" in panel["title"] + panel.get("description", ""), panel[
+                "title"
+            ]
+
+
+def _stat(title: str) -> dict[str, Any]:
+    [panel] = [p for p in _panels(_dashboard()) if p["title"] == title]
+    return panel
+
+
+@pytest.mark.parametrize(
+    ("title", "gauge"),
+    [
+        ("Time since last successful poll", "stocksync_last_successful_poll_timestamp_seconds"),
+        (
+            "Time since last reconciliation",
+            "stocksync_reconciliation_last_success_timestamp_seconds",
+        ),
+    ],
+)
+def test_time_since_panels_show_a_daemon_that_never_succeeded_as_red_never(
+    title: str, gauge: str
+) -> None:
+    # The gauge is 0 until the first success: the query must keep that sample (filtering it out
+    # shows "No data", which looks like a scrape problem), and the panel calls it "never", red.
+    panel = _stat(title)
+    [expr] = [t["expr"] for t in panel["targets"]]
+    assert re.fullmatch(rf"time\(\) - {gauge}\{{[^}}]*\}}", expr), expr
+    ranges = [
+        m["options"] for m in panel["fieldConfig"]["defaults"]["mappings"] if m["type"] == "range"
+    ]
+    never = [r for r in ranges if r["result"].get("text") == "never"]
+    assert len(never) == 1
+    # time() - 0 is the whole Unix epoch (over 1.7e9 s); a real age is far below 1e9 s.
+    assert never[0]["from"] == 1e9
+    assert never[0]["to"] is None
+    assert never[0]["result"]["color"] == "red"
+
+
+def test_dashboard_shows_the_version_and_uptime_of_each_instance() -> None:
+    version = " ".join(t["expr"] for t in _stat("Version")["targets"])
+    uptime = " ".join(t["expr"] for t in _stat("Up for")["targets"])
+    assert "stocksync_build_info" in version
+    assert "time() - stocksync_start_time_seconds" in uptime
 
 
 def _exported() -> tuple[dict[str, str], set[str]]:
