@@ -124,7 +124,6 @@ class KatanaVariant(_Value):
         )
 
 
-
 class ShopifyVariant(_Value):
     """A Shopify product variant and its inventory item (immutable).
 

@@ -112,8 +112,6 @@ def _set_input(batch: Sequence[PlannedPush], reference: str) -> dict[str, object
     }
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class _UserError:
     code: str | None
