@@ -28,6 +28,15 @@ async def test_unchanged_catalogue_costs_no_shopify_writes(world: World) -> None
     daemon = await world.start_daemon()
     await world.converged(daemon)
     await daemon.wait_ready()
+    # The cycle after the full sync confirms, once, the variants whose Katana changes it read
+    # while the full sync ran (the whole catalogue here, built just before the start).
+    settled = await daemon.metric("stocksync_poll_cycles_total", result="success")
+    await daemon.wait_metric(
+        "stocksync_poll_cycles_total",
+        lambda done: done >= settled + 1,
+        what="the cycle after the full sync",
+        result="success",
+    )
     cycles = await daemon.metric("stocksync_poll_cycles_total", result="success")
     writes = world.set_calls()
 
