@@ -158,6 +158,8 @@ class DaemonSettings:
     http_port: int
     log_format: str
     shutdown_timeout_seconds: float
+    # When set, `/`, `/status` and `/status.json` need it (Bearer, or Basic with it as password).
+    status_token: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     katana_table = root.table("katana")
     reconciliation_table = root.table("reconciliation")
     webhooks_table = root.table("webhooks")
-    daemon = _daemon_settings(daemon_table, base)
+    daemon = _daemon_settings(daemon_table, base, environ)
     katana = _katana_settings(katana_table, base, environ)
     reconciliation = _reconciliation_settings(reconciliation_table)
     webhooks = _webhook_settings(webhooks_table, base, environ)
@@ -441,7 +443,7 @@ def _plain_path(table: _Table, name: str) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-def _daemon_settings(t: _Table, base: Path) -> DaemonSettings:
+def _daemon_settings(t: _Table, base: Path, env: Mapping[str, str]) -> DaemonSettings:
     state_path = _path(t, "state_path", base) or Path(DEFAULT_STATE_PATH)
     if state_path.is_dir():
         t.problem(
@@ -452,6 +454,9 @@ def _daemon_settings(t: _Table, base: Path) -> DaemonSettings:
     host, port = _listen_address(t, "http_listen")
     log_format = t.choice("log_format", "auto", ("auto", "json", "console"))
     shutdown_timeout = t.number("shutdown_timeout_seconds", 10.0, above=0)
+    # Optional: without it the status page is open to whoever reaches the listener (loopback
+    # by default).
+    status_token = _secret(t, "status_token", base, env, required=False)
     t.reject_unknown()
     return DaemonSettings(
         state_path=state_path,
@@ -460,6 +465,7 @@ def _daemon_settings(t: _Table, base: Path) -> DaemonSettings:
         http_port=port,
         log_format=log_format,
         shutdown_timeout_seconds=shutdown_timeout,
+        status_token=status_token,
     )
 
 

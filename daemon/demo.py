@@ -119,6 +119,7 @@ async def run_demo(options: DemoOptions) -> int:
                     f"  simulated Katana:   {urls.katana}",
                     f"  simulated Shopify:  {urls.shopify[0]}/admin/api/2026-10/graphql.json",
                     f"  daemon config:      {config}",
+                    f"  status page:        http://127.0.0.1:{port}/",
                     f"  metrics:            http://127.0.0.1:{port}/metrics",
                     f"  readiness:          http://127.0.0.1:{port}/readyz",
                     "  Ctrl-C stops everything.",

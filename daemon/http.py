@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from daemon.metrics import Metrics
+from daemon.status.routes import StatusRoutes
 
 WebhookHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,9 +89,14 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 def build_app(
-    metrics: Metrics, health: Health, *, webhook: WebhookHandler | None = None
+    metrics: Metrics,
+    health: Health,
+    *,
+    webhook: WebhookHandler | None = None,
+    status: StatusRoutes | None = None,
 ) -> web.Application:
-    """The aiohttp application serving /metrics, /healthz, /readyz and, if given, the webhook."""
+    """The aiohttp application serving /metrics, /healthz, /readyz and, if given, the webhook
+    and the status page (/, /status, /status.json)."""
 
     async def readyz(_request: web.Request) -> web.Response:
         ready, reason = health.ready()
@@ -103,6 +109,8 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     if webhook is not None:
         app.router.add_post("/webhooks/katana", webhook)
+    if status is not None:
+        status.add_to(app)
     return app
 
 

@@ -32,6 +32,8 @@ from daemon.reconcile import NIGHTLY, Reconciler, previous_fire_time
 from daemon.runtime import Runtime, open_runtime
 from daemon.sdnotify import Notifier
 from daemon.shopify.client import ShopifyError
+from daemon.status.model import StatusModel, StatusSources
+from daemon.status.routes import StatusRoutes
 from daemon.store import StateError
 from daemon.webhooks import katana_webhook
 
@@ -47,6 +49,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     values = [settings.katana.api_key.reveal()]
     if settings.webhooks.token is not None:
         values.append(settings.webhooks.token.reveal())
+    if settings.daemon.status_token is not None:
+        values.append(settings.daemon.status_token.reveal())
     for conn in settings.connections:
         for secret in (conn.access_token, conn.client_secret):
             if secret is not None:
@@ -75,6 +79,8 @@ class Daemon:
         self._reconciler: Reconciler | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The latest completed cycle's report (the status page shows per-connection errors).
+        self.last_report: CycleReport | None = None
 
     # ---------------------------------------------------------------- signals
 
@@ -111,7 +117,12 @@ class Daemon:
                 if self.settings.webhooks.enabled and self.settings.webhooks.token is not None:
                     webhook = katana_webhook(self.settings.webhooks.token, self.poll_now)
                 http = await start_http(
-                    build_app(self.metrics, self.health, webhook=webhook),
+                    build_app(
+                        self.metrics,
+                        self.health,
+                        webhook=webhook,
+                        status=self._status_routes(runtime),
+                    ),
                     self.settings.daemon.http_host,
                     self.settings.daemon.http_port,
                 )
@@ -216,7 +227,19 @@ class Daemon:
                 self._progress = time.monotonic()
         self._cycle_done(report)
 
+    def _status_routes(self, runtime: Runtime) -> StatusRoutes:
+        """The status page over this process's live state (it only reads)."""
+        sources = StatusSources(
+            engine=runtime.engine,
+            metrics=self.metrics,
+            outage=self.health_log.outage,
+            last_cycle=lambda: self.last_report,
+            started_at=datetime.now(UTC),
+        )
+        return StatusRoutes(StatusModel(sources), lambda: self.settings.daemon.status_token)
+
     def _cycle_done(self, report: CycleReport) -> None:
+        self.last_report = report
         if not report.ok:
             self.metrics.poll_cycles.labels(result="error").inc()
             errors = [e for c in report.connections for e in c.errors]

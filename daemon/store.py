@@ -292,6 +292,19 @@ class Parked:
     retry_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A finished run (a reconciliation) as recorded; `connection` None = every connection."""
+
+    kind: str
+    connection: str | None
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    drift: int
+    detail: str
+
+
 def _request_text(request: PushRequest) -> tuple[str, str]:
     """A request's variables and pushes as stored (JSON): exactly what is re-sent."""
     return (
@@ -762,9 +775,14 @@ class StateStore:
                 [(connection, variant, seq) for variant, seq in marks.items()],
             )
 
-    async def dirty_count(self) -> int:
-        """Distinct variants dirty in any connection."""
-        rows = await self._fetch("SELECT count(DISTINCT variant_id) FROM dirty")
+    async def dirty_count(self, connection: str | None = None) -> int:
+        """Distinct variants dirty in any connection, or in `connection`."""
+        if connection is None:
+            rows = await self._fetch("SELECT count(DISTINCT variant_id) FROM dirty")
+        else:
+            rows = await self._fetch(
+                "SELECT count(*) FROM dirty WHERE connection = ?", (connection,)
+            )
         return int(rows[0][0])
 
     async def connection_synced(self, connection: str) -> datetime | None:
@@ -1150,6 +1168,11 @@ class StateStore:
         rows = await self._fetch("SELECT connection, reason FROM holds")
         return {str(connection): str(reason) for connection, reason in rows}
 
+    async def hold_times(self) -> dict[str, datetime]:
+        """When each held connection was first held."""
+        rows = await self._fetch("SELECT connection, since FROM holds")
+        return {str(connection): _from_iso(since) for connection, since in rows}
+
     # -- reconciliation runs -----------------------------------------------------------------
 
     async def start_run(self, kind: str, connection: str | None) -> int:
@@ -1176,6 +1199,27 @@ class StateStore:
             await cursor.close()
         if not found:
             raise ValueError(f"no run {run_id} in {self._path}")
+
+    async def last_run(self, kind: str, connection: str) -> RunRecord | None:
+        """The latest finished run of `kind` that covered `connection` (alone or with all)."""
+        rows = await self._fetch(
+            "SELECT kind, connection, started_at, finished_at, ok, drift, detail FROM runs "
+            "WHERE kind = ? AND finished_at IS NOT NULL AND (connection = ? OR connection IS NULL) "
+            "ORDER BY id DESC LIMIT 1",
+            (kind, connection),
+        )
+        if not rows:
+            return None
+        kind_, conn, started, finished, ok, drift, detail = rows[0]
+        return RunRecord(
+            kind=str(kind_),
+            connection=None if conn is None else str(conn),
+            started_at=_from_iso(started),
+            finished_at=_from_iso(finished),
+            ok=bool(ok),
+            drift=int(drift or 0),
+            detail=str(detail),
+        )
 
     async def last_successful_run(self, kind: str) -> datetime | None:
         """When the latest successful run of `kind` finished; None if there was none."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -50,6 +51,10 @@ STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"}
 # The key was used for other variables: only a fresh key can go through. (2026-04 has no
 # IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED: a retry after a failed attempt gets its userErrors again.)
 NEW_KEY_CODES = frozenset({"IDEMPOTENCY_KEY_PARAMETER_MISMATCH"})
+# From 2026-10 Shopify answers a key whose earlier attempt failed with this code instead, and
+# only a fresh key gets past it too. Acted on only by clients of that version or later.
+NEW_KEY_FROM_2026_10 = "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"
+_API_VERSION = re.compile(r"/admin/api/(\d{4}-\d{2})/")
 # The first request with this key is still running: ask again shortly with the same key.
 CONCURRENT_REQUEST_CODE = "IDEMPOTENCY_CONCURRENT_REQUEST"
 CONCURRENT_REQUEST_WAIT = 1.0
@@ -58,8 +63,6 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 # A 429 with neither Retry-After nor a throttle status in its body.
 DEFAULT_THROTTLE_WAIT = 1.0
-# Levels per item read in the first query; an item stocked at more locations is paged further.
-MIN_LEVELS_PER_ITEM = 10
 # Default for ConnectionSettings.bulk_read_threshold (PRODUCT.md): above this many variants
 # (or items asked for), reads go through a bulk operation.
 DEFAULT_BULK_THRESHOLD = 20_000
@@ -163,6 +166,10 @@ class ShopifyClient:
         self._clock = clock
         self._bucket = CostBucket(clock=clock, sleep=sleep)
         self._jitter = random.Random()
+        version = _API_VERSION.search(graphql_url)
+        self._new_key_codes = NEW_KEY_CODES | (
+            {NEW_KEY_FROM_2026_10} if version is not None and version[1] >= "2026-10" else set()
+        )
 
     def __repr__(self) -> str:
         return f"ShopifyClient({self._url!r})"
@@ -212,62 +219,59 @@ class ShopifyClient:
             )
 
     async def available_levels(
-        self, item_ids: Collection[str], location_ids: Collection[str]
+        self,
+        item_ids: Collection[str],
+        location_ids: Collection[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[LevelKey, int | None]:
-        """Shopify's "available" per (item, location) asked for; absent key = not stocked there."""
-        wanted = frozenset(location_ids)
+        """Shopify's "available" per (item, location) asked for; absent key = not stocked there.
+
+        `progress(done, total)` is told after each query how many of the items were read at
+        every location (a bulk read reports once, at its end).
+        """
+        wanted = sorted(set(location_ids))
         items = list(dict.fromkeys(item_ids))
         levels: dict[LevelKey, int | None] = {}
         if not items or not wanted:
             return levels
         if len(items) > self._bulk_threshold:
-            return await self._bulk_levels(frozenset(items), wanted)
-        # Enough levels per item to cover every requested location in one page in the common
-        # case; items stocked at more locations than that are paged on their own below.
-        first = min(queries.PAGE_SIZE, max(len(wanted), MIN_LEVELS_PER_ITEM))
-        per_query = queries.LEVELS_COST_BUDGET // queries.available_levels_cost(1, first)
+            levels = await self._bulk_levels(frozenset(items), frozenset(wanted))
+            if progress is not None:
+                progress(len(items), len(items))
+            return levels
+        per_query = queries.LEVELS_COST_BUDGET // queries.available_levels_cost(1)
         chunk = max(1, min(queries.PAGE_SIZE, per_query))
         for start in range(0, len(items), chunk):
             ids = items[start : start + chunk]
-            more = await self._read_levels(ids, first, None, wanted, levels)
-            for item_id, cursor in more:
-                after: str | None = cursor
-                while after is not None:
-                    follow = await self._read_levels([item_id], first, after, wanted, levels)
-                    after = follow[0][1] if follow else None
+            for location in wanted:
+                await self._read_levels(ids, location, levels)
+            if progress is not None:
+                progress(start + len(ids), len(items))
         return levels
 
     async def _read_levels(
-        self,
-        ids: list[str],
-        first: int,
-        after: str | None,
-        wanted: frozenset[str],
-        levels: dict[LevelKey, int | None],
-    ) -> list[tuple[str, str]]:
-        """One AVAILABLE_LEVELS query; returns (item, cursor) for items with more level pages."""
+        self, ids: list[str], location: str, levels: dict[LevelKey, int | None]
+    ) -> None:
+        """One AVAILABLE_LEVELS query: the level of each of `ids` at `location`, where stocked."""
         data = await self._execute(
             queries.AVAILABLE_LEVELS,
-            {"ids": ids, "first": first, "after": after},
-            cost=queries.available_levels_cost(len(ids), first),
+            {"ids": ids, "location": location},
+            cost=queries.available_levels_cost(len(ids)),
         )
-        more: list[tuple[str, str]] = []
         for node in _list(data.get("nodes"), "nodes"):
             # Unknown ids come back as null, other node types as {}: neither is stocked anywhere.
             if not isinstance(node, dict) or not isinstance(node.get("id"), str):
                 continue
-            item_id: str = node["id"]
-            connection = _object(node.get("inventoryLevels"), "inventoryLevels")
-            for level in _list(connection.get("nodes"), "inventoryLevels.nodes"):
-                parsed = _level(level)
-                if parsed is None:
-                    self._malformed("inventory_levels", level)
-                elif parsed[0] in wanted:
-                    levels[(item_id, parsed[0])] = parsed[1]
-            cursor = _next_cursor(connection, after, "inventoryLevels")
-            if cursor is not None:
-                more.append((item_id, cursor))
-        return more
+            level = node.get("inventoryLevel")
+            if level is None:
+                continue  # not stocked (or inactive) at this location
+            quantities = level.get("quantities") if isinstance(level, dict) else None
+            readable, available = _available(quantities)
+            if readable:
+                levels[(node["id"], location)] = available
+            else:
+                self._malformed("inventory_levels", node)
 
     # -- bulk reads -----------------------------------------------------------------------------
 
@@ -559,7 +563,7 @@ class ShopifyClient:
             )
             errors = _user_errors(data, "inventorySetQuantities")
             codes = {error.code for error in errors}
-            if codes & NEW_KEY_CODES:
+            if codes & self._new_key_codes:
                 log.info("shopify_idempotency_new_key", codes=sorted(c for c in codes if c))
                 variables = {**variables, "key": _new_key()}
                 await _record(journal, variables, batch)
@@ -947,22 +951,30 @@ def _variant(node: object) -> ShopifyVariant | None:
     )
 
 
+def _available(quantities: object) -> tuple[bool, int | None]:
+    """(readable, the "available" quantity) of an InventoryLevel's `quantities`; the quantity
+    is None where the level has no "available" one."""
+    if not isinstance(quantities, list):
+        return False, None
+    for quantity in quantities:
+        if isinstance(quantity, dict) and quantity.get("name") == "available":
+            value = quantity.get("quantity")
+            if isinstance(value, bool) or not isinstance(value, int):
+                return False, None
+            return True, value
+    return True, None
+
+
 def _level(node: object) -> tuple[str, int | None] | None:
     """(location id, available) from an InventoryLevel node; None when malformed."""
     if not isinstance(node, dict):
         return None
     location = node.get("location")
     location_id = location.get("id") if isinstance(location, dict) else None
-    quantities = node.get("quantities")
-    if not isinstance(location_id, str) or not isinstance(quantities, list):
+    readable, available = _available(node.get("quantities"))
+    if not isinstance(location_id, str) or not readable:
         return None
-    for quantity in quantities:
-        if isinstance(quantity, dict) and quantity.get("name") == "available":
-            value = quantity.get("quantity")
-            if isinstance(value, bool) or not isinstance(value, int):
-                return None
-            return location_id, value
-    return location_id, None
+    return location_id, available
 
 
 def _user_errors(data: Mapping[str, Any], mutation: str) -> list[_UserError]:

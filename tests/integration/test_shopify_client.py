@@ -98,23 +98,6 @@ def variant_node(n: int, sku: str | None, tracked: bool = True) -> dict[str, Any
     }
 
 
-def level_node(location: int, available: int) -> dict[str, Any]:
-    return {
-        "location": {"id": LOCATION.format(location)},
-        "quantities": [{"name": "available", "quantity": available}],
-    }
-
-
-def item_levels(item: int, levels: list[Any], cursor: str | None = None) -> dict[str, Any]:
-    return {
-        "id": ITEM.format(item),
-        "inventoryLevels": {
-            "nodes": levels,
-            "pageInfo": {"hasNextPage": cursor is not None, "endCursor": cursor},
-        },
-    }
-
-
 def set_applied() -> dict[str, Any]:
     return ok(
         {
@@ -169,10 +152,11 @@ def make_client(
     tokens: TokenProvider | None = None,
     metrics: Metrics | None = None,
     max_attempts: int = 6,
+    url: str = GRAPHQL_URL,
 ) -> ShopifyClient:
     return ShopifyClient(
         session,
-        GRAPHQL_URL,
+        url,
         tokens if tokens is not None else StaticToken(Secret(STATIC_TOKEN)),
         metrics=metrics,
         max_attempts=max_attempts,
@@ -326,16 +310,36 @@ async def test_a_next_page_without_a_new_cursor_is_an_error_not_a_loop(
         await make_client(session, fake_time).locations()
 
 
+def level_at(item: int, available: int | None, *, stocked: bool = True) -> dict[str, Any]:
+    """An AVAILABLE_LEVELS node: the item and its level at the location asked for."""
+    quantities = [] if available is None else [{"name": "available", "quantity": available}]
+    return {
+        "id": ITEM.format(item),
+        "inventoryLevel": {"quantities": quantities} if stocked else None,
+    }
+
+
 async def test_available_levels_are_returned_only_for_requested_locations_where_stocked(
     session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
 ) -> None:
-    nodes = [
-        item_levels(1, [level_node(1, 5), level_node(3, 9)]),
-        item_levels(2, [level_node(2, -2)]),
-        item_levels(3, [{"location": {"id": LOCATION.format(1)}, "quantities": []}]),
-        None,  # an id Shopify does not know
-    ]
-    post(mocked, GRAPHQL_URL, payload=ok({"nodes": nodes}))
+    # Item 1 is stocked at locations 1 and 3, item 2 at 2, item 3 at 1 without an "available"
+    # quantity; item 4 is unknown to Shopify.
+    stock = {(1, 1): 5, (1, 3): 9, (2, 2): -2, (3, 1): None}
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        variables = kwargs["json"]["variables"]
+        location = int(variables["location"].rsplit("/", 1)[1])
+        nodes: list[Any] = []
+        for item_id in variables["ids"]:
+            item = int(item_id.rsplit("/", 1)[1])
+            if item == 4:
+                nodes.append(None)
+            else:
+                stocked = (item, location) in stock
+                nodes.append(level_at(item, stock.get((item, location)), stocked=stocked))
+        return CallbackResult(response_class=CompatResponse, payload=ok({"nodes": nodes}))
+
+    post(mocked, GRAPHQL_URL, callback=answer, repeat=True)
     items = [ITEM.format(n) for n in (1, 2, 3, 4)]
 
     levels = await make_client(session, fake_time).available_levels(
@@ -347,60 +351,55 @@ async def test_available_levels_are_returned_only_for_requested_locations_where_
         (ITEM.format(2), LOCATION.format(2)): -2,
         (ITEM.format(3), LOCATION.format(1)): None,
     }
-    (body,) = sent(mocked)
-    assert body["variables"]["ids"] == items
-    assert 'quantities(names: ["available"]) { name quantity }' in body["query"]
-    assert "nodes(ids: $ids)" in body["query"]
+    bodies = sent(mocked)
+    assert sorted(b["variables"]["location"] for b in bodies) == [
+        LOCATION.format(1),
+        LOCATION.format(2),
+    ]
+    assert all(b["variables"]["ids"] == items for b in bodies)
+    assert "inventoryLevel(locationId: $location)" in bodies[0]["query"]
+    assert "nodes(ids: $ids)" in bodies[0]["query"]
 
 
-async def test_available_levels_are_chunked_so_each_query_costs_under_1000(
+async def test_available_levels_read_250_items_a_query_each_costing_under_1000(
     session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
 ) -> None:
     def answer(url: URL, **kwargs: Any) -> CallbackResult:
         ids = kwargs["json"]["variables"]["ids"]
-        nodes = [
-            {
-                "id": item_id,
-                "inventoryLevels": {
-                    "nodes": [level_node(1, 1)],
-                    "pageInfo": {"hasNextPage": False, "endCursor": None},
-                },
-            }
-            for item_id in ids
-        ]
+        nodes = [level_at(int(item_id.rsplit("/", 1)[1]), 1) for item_id in ids]
         return CallbackResult(response_class=CompatResponse, payload=ok({"nodes": nodes}))
 
     post(mocked, GRAPHQL_URL, callback=answer, repeat=True)
     items = [ITEM.format(n) for n in range(1, 301)]
+    progress: list[tuple[int, int]] = []
 
-    levels = await make_client(session, fake_time).available_levels(items, [LOCATION.format(1)])
+    levels = await make_client(session, fake_time).available_levels(
+        items, [LOCATION.format(1)], progress=lambda done, total: progress.append((done, total))
+    )
 
     assert len(levels) == 300
     chunks = [v["ids"] for v in sent_variables(mocked)]
+    assert [len(chunk) for chunk in chunks] == [250, 50]
     assert [item for chunk in chunks for item in chunk] == items
-    assert len(chunks) > 1
-    for variables in sent_variables(mocked):
-        assert queries.available_levels_cost(len(variables["ids"]), variables["first"]) < 1000
+    for chunk in chunks:
+        assert queries.available_levels_cost(len(chunk)) < 1000
+    assert progress == [(250, 300), (300, 300)]
 
 
-async def test_an_item_stocked_at_more_locations_than_one_page_is_read_to_the_end(
+async def test_a_malformed_level_is_skipped_and_counted(
     session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
 ) -> None:
-    crowded = [level_node(n, 0) for n in range(10, 20)]
-    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [item_levels(1, crowded, cursor="p1")]}))
-    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [item_levels(1, [level_node(1, 4)])]}))
+    broken = {"id": ITEM.format(2), "inventoryLevel": {"quantities": [{"name": "available"}]}}
+    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [level_at(1, 4), broken]}))
+    metrics = Metrics(process=False)
 
-    levels = await make_client(session, fake_time).available_levels(
-        [ITEM.format(1)], [LOCATION.format(1)]
+    levels = await make_client(session, fake_time, metrics=metrics).available_levels(
+        [ITEM.format(1), ITEM.format(2)], [LOCATION.format(1)]
     )
 
     assert levels == {(ITEM.format(1), LOCATION.format(1)): 4}
-    follow_up = sent_variables(mocked)[1]
-    assert follow_up["ids"] == [ITEM.format(1)]
-    assert follow_up["after"] == "p1"
-
-
-# -- throttling and pacing -----------------------------------------------------------------------
+    counted = metrics.malformed_rows.labels(api="shopify", resource="inventory_levels")
+    assert counted._value.get() == 1
 
 
 async def test_throttled_at_http_200_waits_requested_minus_available_over_restore_rate(
@@ -823,7 +822,7 @@ async def test_a_stale_element_is_reread_and_reported_stale_with_the_current_val
     )
     post(mocked, GRAPHQL_URL, payload=set_applied())
     # Shopify took one unit for an order Katana has not seen yet.
-    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [item_levels(2, [level_node(1, 9)])]}))
+    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [level_at(2, 9)]}))
     pushes = [push(1, 3, change_from=2), push(2, 10, change_from=10), push(3, 0, change_from=1)]
 
     results = await make_client(session, fake_time).set_available(pushes, reference="r")
@@ -846,7 +845,7 @@ async def test_a_stale_element_already_at_the_wanted_value_counts_as_applied(
             ("COMPARE_QUANTITY_STALE", ["input", "quantities", "0", "compareQuantity"], "stale")
         ),
     )
-    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [item_levels(1, [level_node(1, 4)])]}))
+    post(mocked, GRAPHQL_URL, payload=ok({"nodes": [level_at(1, 4)]}))
 
     results = await make_client(session, fake_time).set_available(
         [push(1, 4, change_from=6)], reference="r"
@@ -873,6 +872,40 @@ async def test_idempotency_key_parameter_mismatch_retries_with_a_new_key(
     first, second = sent_variables(mocked)
     assert first["input"] == second["input"]
     assert first["key"] != second["key"]
+
+
+PREVIOUS_ATTEMPT_FAILED = (
+    "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED",
+    None,
+    "A previous request with this idempotency key failed. Retry with a new idempotency key.",
+)
+
+
+async def test_from_2026_10_a_key_whose_earlier_attempt_failed_is_replaced(
+    session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
+) -> None:
+    post(mocked, GRAPHQL_URL, payload=set_refused(PREVIOUS_ATTEMPT_FAILED))
+    post(mocked, GRAPHQL_URL, payload=set_applied())
+
+    results = await make_client(session, fake_time).set_available([push(1, 5)], reference="r")
+
+    assert [r.status for r in results] == ["applied"]
+    first, second = sent_variables(mocked)
+    assert first["input"] == second["input"]
+    assert first["key"] != second["key"]
+
+
+async def test_before_2026_10_previous_attempt_failed_is_no_code_the_client_acts_on(
+    session: aiohttp.ClientSession, mocked: aioresponses, fake_time: FakeTime
+) -> None:
+    url = GRAPHQL_URL.replace("2026-10", "2026-04")
+    post(mocked, url, payload=set_refused(PREVIOUS_ATTEMPT_FAILED))
+    client = make_client(session, fake_time, url=url)
+
+    with pytest.raises(ShopifyError, match="IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"):
+        await client.set_available([push(1, 5)], reference="r")
+
+    assert len(calls(mocked, url)) == 1
 
 
 async def test_idempotency_concurrent_request_retries_with_the_same_key_after_a_short_wait(

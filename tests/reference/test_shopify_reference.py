@@ -51,7 +51,7 @@ import daemon.sim.shopify as sim_shopify
 from daemon.domain.models import PlannedPush
 from daemon.secrets import Secret
 from daemon.shopify.auth import StaticToken
-from daemon.shopify.client import ShopifyClient
+from daemon.shopify.client import NEW_KEY_FROM_2026_10, ShopifyClient
 from daemon.sim.harness import run_simulators
 from daemon.sim.katana import KatanaSim
 from daemon.sim.shopify import ShopifySim
@@ -464,3 +464,14 @@ def test_every_user_error_code_and_status_the_client_acts_on_exists_in_2026_04(
     assert isinstance(enum, GraphQLEnumType)
 
     assert sorted(values - set(enum.values)) == []
+
+
+def test_a_code_the_client_acts_on_only_from_2026_10_is_absent_from_2026_04(
+    shopify_schema: GraphQLSchema,
+) -> None:
+    # Had 2026-04 grown it, the version gate in the client would be needless; had the client
+    # acted on it unconditionally, it would act on a code its default version never sends.
+    enum = shopify_schema.get_type("InventorySetQuantitiesUserErrorCode")
+    assert isinstance(enum, GraphQLEnumType)
+
+    assert NEW_KEY_FROM_2026_10 not in enum.values

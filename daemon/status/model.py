@@ -1,0 +1,940 @@
+"""What the status page shows, gathered read-only from the engine, the store and the metrics.
+
+Nothing here writes: the page answers "why didn't this SKU update?" from what the daemon already
+knows (its mappings, the problems it recorded, the snapshot of what Shopify was last told, the
+audit log), plus, for one SKU on demand, a fresh Katana stock read of that SKU's variants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import shlex
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from daemon import __version__
+from daemon.config import ConnectionSettings
+from daemon.domain.mapping import MappingTable, normalize_sku
+from daemon.domain.models import KatanaVariant, Problem, Quantity
+from daemon.domain.plan import desired_levels
+from daemon.domain.quantity import QuantityPolicy, available, kit_potential
+from daemon.domain.stock import StockTable
+from daemon.engine import CycleReport, Engine
+from daemon.katana.client import KatanaError
+from daemon.logs import Outage
+from daemon.mappings import ConnectionMapping
+from daemon.metrics import Metrics
+from daemon.reconcile import NIGHTLY
+from daemon.store import AuditEntry
+
+# Problem rows shown per group; the counts always cover every row, and the SKU filter is
+# applied before the cap, so a search finds rows beyond it.
+DEFAULT_ROWS_PER_GROUP = 200
+MAX_ROWS_PER_GROUP = 100_000
+# The chart: the last six hours in ten-minute steps.
+CHART_SPAN_SECONDS = 6 * 3600.0
+CHART_STEP_SECONDS = 600.0
+LAG_WINDOW_SECONDS = 3600.0
+HISTORY_ROWS = 20
+# A SKU view reads Katana's /inventory for that SKU's variants. Katana allows 60 requests a
+# minute for the whole account and the sync needs them: a page refreshing every few seconds
+# costs at most one request per SKU per STOCK_CACHE_SECONDS, and never waits long for one.
+STOCK_CACHE_SECONDS = 30.0
+STOCK_READ_WAIT_SECONDS = 8.0
+STOCK_CACHE_ENTRIES = 64
+
+LAST_POLL_SAMPLE = "stocksync_last_successful_poll_timestamp_seconds"
+
+# Problem groups, in the order the page shows them, with their headings.
+GROUPS: dict[str, str] = {
+    "rejected": "Rejected by Shopify",
+    "not_pushed": "Not pushed: Katana's figures cannot be used",
+    "unmapped": "Not in Shopify (unmapped)",
+    "shadowed": "Duplicate SKU in Katana (shadowed)",
+    "untracked": "Inventory not tracked in Shopify",
+    "config": "Variant map entries ignored",
+    "other": "Other",
+}
+# Problems that come from the mapping table itself (domain/mapping.py MappingTable.problems).
+_MAPPING_KINDS = {"shadowed_sku", "untracked", "unknown_map_entry"}
+_NOT_PUSHED = {"stock_unreadable", "quantity_invalid", "quantity_too_high", "quantity_too_low"}
+# Plain-language reasons; a Shopify code not listed gets a generic one naming the code.
+REASONS: dict[str, str] = {
+    "ITEM_NOT_STOCKED_AT_LOCATION": (
+        "Shopify does not stock this item at this location. Stock it there in Shopify (or set "
+        "activate_missing = true); stocksync tries again when the quantity changes."
+    ),
+    "NON_MUTABLE_INVENTORY_ITEM": (
+        "Shopify does not let anyone set this item's quantity (for example, a fulfilment "
+        "service manages it)."
+    ),
+    "INVALID_INVENTORY_ITEM": "Shopify no longer knows this inventory item (deleted in Shopify?).",
+    "INVALID_LOCATION": "Shopify no longer knows this location (deleted or deactivated?).",
+    "stock_unreadable": (
+        "Katana sent stock figures for it that cannot be read. It is not pushed (Shopify keeps "
+        "its last value) and is read again every cycle."
+    ),
+    "quantity_invalid": "A Katana quantity for it is not a number, so it is not pushed.",
+    "quantity_too_high": "The quantity worked out is above Shopify's maximum (1,000,000,000).",
+    "quantity_too_low": "The quantity worked out is below Shopify's minimum.",
+    "shadowed_sku": (
+        "Another Katana variant has the same SKU and was created more recently: that one is "
+        "synced, this one is not."
+    ),
+    "untracked": (
+        "Shopify does not track this variant's inventory ('Track quantity' is off), so it is "
+        "skipped."
+    ),
+    "unknown_map_entry": "The variant map file names a variant that does not exist.",
+    "unmapped": "No Shopify variant has this SKU, so its stock is not sent anywhere.",
+    "unmapped_no_sku": "It has no SKU and the variant map does not name it, so it is not synced.",
+}
+
+
+def group_of(kind: str) -> str:
+    """The page's group for a problem kind."""
+    if kind in _NOT_PUSHED:
+        return "not_pushed"
+    if kind == "shadowed_sku":
+        return "shadowed"
+    if kind in ("untracked", "unmapped"):
+        return kind
+    if kind == "unknown_map_entry":
+        return "config"
+    if kind == "rejected" or (kind.isupper() and kind.replace("_", "").isalnum()):
+        return "rejected"  # Shopify's userError codes are UPPER_SNAKE_CASE
+    return "other"
+
+
+def reason_for(kind: str) -> str:
+    """What a problem kind means, in plain language."""
+    if kind in REASONS:
+        return REASONS[kind]
+    if group_of(kind) == "rejected":
+        return f"Shopify refused the quantity ({kind})."
+    return "See the detail."
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+# --------------------------------------------------------------------------- the data
+
+
+@dataclass(frozen=True, slots=True)
+class LagFigures:
+    """Katana change to Shopify acknowledgement over the last hour."""
+
+    p50_seconds: float | None
+    p99_seconds: float | None
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityStep:
+    """One step of the chart."""
+
+    start: datetime
+    seconds: float
+    pushes: int
+    lag_p50_seconds: float | None
+    lag_max_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldInfo:
+    """Why and since when the safety valve holds a connection, and how to release it."""
+
+    reason: str
+    since: datetime | None
+    release_command: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """The latest finished reconciliation covering a connection."""
+
+    finished_at: datetime
+    ok: bool
+    drift: int  # levels found different in Shopify and overwritten (the run's total)
+    scope: str  # "this connection" or "all connections"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """One connection, as a merchant reads it."""
+
+    name: str
+    shop: str
+    sync_enabled: bool
+    # off | starting | katana_unreachable | failing | held | shopify_errors |
+    # full_sync_pending | catching_up | in_sync
+    state: str
+    summary: str  # the state in one plain sentence
+    since: datetime | None
+    waiting_variants: int
+    held: HeldInfo | None
+    error: str | None
+    last_successful_poll: datetime | None
+    last_full_sync: datetime | None
+    lag_last_hour: LagFigures
+    last_reconciliation: Reconciliation | None
+    mapped_variants: int | None
+    mapped_levels: int | None
+    problem_counts: dict[str, int]
+    activity: list[ActivityStep]
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemRow:
+    """One problem, with the SKU it concerns and what it means."""
+
+    connection: str
+    group: str
+    kind: str
+    sku: str | None
+    subject: str
+    where: str | None  # the Shopify location, for a rejected level
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class ProblemGroup:
+    """Problems of one kind of situation, over every connection."""
+
+    key: str
+    title: str
+    total: int = 0
+    matching: int = 0
+    rows: list[ProblemRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Problems:
+    """Every group, filtered by `query` (a SKU substring, case-insensitive)."""
+
+    query: str
+    rows_per_group: int
+    groups: list[ProblemGroup]
+
+
+@dataclass(frozen=True, slots=True)
+class KatanaStock:
+    """One Katana location's stock of a variant and what the formula makes of it."""
+
+    location_id: int
+    location: str
+    mapped: bool  # feeds a Shopify location in some connection
+    # Katana's exact decimals as text ("7", "2.5"): never rounded through a float.
+    in_stock: str
+    committed: str
+    potential: str | None
+    formula: str
+    result: int | None  # the formula, floored and clamped at 0 (before a connection's buffer)
+
+
+@dataclass(frozen=True, slots=True)
+class ShopifyLevel:
+    """One Shopify (inventory item, location) the variant feeds."""
+
+    connection: str
+    shopify_variant_id: str
+    inventory_item_id: str
+    location_id: str
+    katana_location_id: int
+    katana_location: str
+    desired: int | None  # None: not pushable now (see the variant's problems)
+    last_told: int | None  # what stocksync last set; None: never acknowledged
+    in_flight: bool
+    parked_until: datetime | None  # rejected at this value: retried then
+
+
+@dataclass(frozen=True, slots=True)
+class SkuVariant:
+    """One Katana variant with the SKU asked for."""
+
+    katana_variant_id: int
+    sku: str | None
+    kind: str  # "kit", "product" or "material"
+    retired: bool
+    stock_read_at: datetime | None
+    stock_error: str | None
+    katana: list[KatanaStock]
+    levels: list[ShopifyLevel]
+    problems: list[ProblemRow]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One push of the SKU (the audit log)."""
+
+    at: datetime
+    connection: str
+    inventory_item_id: str
+    location_id: str
+    from_quantity: int | None
+    to_quantity: int
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class SkuView:
+    """Everything about one SKU."""
+
+    sku: str
+    variants: list[SkuVariant]
+    history: list[HistoryRow]
+
+
+@dataclass(frozen=True, slots=True)
+class KatanaState:
+    """Whether the daemon's polls of Katana work."""
+
+    reachable: bool
+    unreachable_since: datetime | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The whole page."""
+
+    generated_at: datetime
+    version: str
+    started_at: datetime
+    poll_interval_seconds: float
+    last_successful_poll: datetime | None
+    katana: KatanaState
+    cycle_error: str | None  # a cycle failing for another reason than Katana
+    cycle_failing_since: datetime | None
+    connections: list[ConnectionStatus]
+    problems: Problems
+    sku: SkuView | None
+
+
+def jsonable(value: Any) -> Any:
+    """The status as JSON-ready values: datetimes ISO 8601 UTC, Katana decimals as strings."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, Decimal):
+        return format_quantity(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    slots = getattr(type(value), "__slots__", None)
+    if slots is not None:
+        return {name: jsonable(getattr(value, name)) for name in slots}
+    raise TypeError(f"cannot express {type(value).__name__} as JSON")
+
+
+def format_quantity(value: Quantity | None) -> str:
+    """A Katana quantity as people write it: 7, 2.5 (never 7.00000 or 1E+1)."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value():
+            return str(int(value))
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class StatusSources:
+    """What the page reads, all owned by the daemon (nothing here is written)."""
+
+    engine: Engine
+    metrics: Metrics
+    # The current outage of a HealthLog source ("poll", "push"), None while it works.
+    outage: Callable[[str], Outage | None]
+    last_cycle: Callable[[], CycleReport | None]
+    started_at: datetime
+
+
+StockReader = Callable[[Collection[int]], Awaitable[StockTable]]
+
+
+class StockCache:
+    """Katana stock of a few variants, read on demand for SKU views and kept briefly.
+
+    One read per set of variants at a time (a page open in several tabs shares it); a caller
+    waits at most `wait` seconds and then sees the previous read (or none) while the read goes
+    on in the background, so the page never hangs on Katana's rate limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = STOCK_CACHE_SECONDS,
+        wait: float = STOCK_READ_WAIT_SECONDS,
+        entries: int = STOCK_CACHE_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.wait = wait
+        self.entries = entries
+        self._clock = clock
+        # variants -> (monotonic time read, wall time read, stock or None, error or None)
+        self._done: dict[frozenset[int], tuple[float, datetime, StockTable | None, str | None]] = {}
+        self._reading: dict[frozenset[int], asyncio.Task[None]] = {}
+
+    async def read(
+        self, variants: Collection[int], reader: StockReader
+    ) -> tuple[StockTable | None, datetime | None, str | None]:
+        """(stock, when it was read, error) for these variants; stock None if never read."""
+        key = frozenset(variants)
+        cached = self._done.get(key)
+        fresh = cached is not None and self._clock() - cached[0] < self.ttl
+        if not fresh:
+            task = self._reading.get(key)
+            if task is None:
+                task = asyncio.create_task(self._read(key, reader))
+                self._reading[key] = task
+                task.add_done_callback(lambda _t: self._reading.pop(key, None))
+            # shield: a page that stops waiting does not cancel a read others will use.
+            done, _ = await asyncio.wait({asyncio.shield(task)}, timeout=self.wait)
+            cached = self._done.get(key)
+            if not done and cached is None:
+                return None, None, "Katana's stock is still being read: refresh shortly."
+        if cached is None:  # pragma: no cover - a finished read always records something
+            return None, None, "Katana's stock could not be read."
+        _, read_at, stock, error = cached
+        return stock, read_at, error
+
+    async def _read(self, key: frozenset[int], reader: StockReader) -> None:
+        try:
+            stock: StockTable | None = await reader(sorted(key))
+            error = None
+        except (KatanaError, OSError, TimeoutError) as exc:
+            previous = self._done.get(key)
+            stock = previous[2] if previous is not None else None
+            error = f"Katana's stock could not be read just now ({type(exc).__name__}: {exc})"
+        self._done[key] = (self._clock(), datetime.now(UTC), stock, error)
+        while len(self._done) > self.entries:
+            del self._done[next(iter(self._done))]
+
+
+class _SkuIndex:
+    """Which SKU a problem's subject concerns, for one mapping table (built once per table)."""
+
+    def __init__(self, table: MappingTable) -> None:
+        self.table = table
+        self._items: dict[str, str | None] | None = None
+        self._variants: dict[str, str | None] = {v.id: v.sku for v in table.untracked}
+        self.mapping_problems = table.problems()
+        # A Katana variant whose only twins are untracked is "unmapped" too; the untracked row
+        # already says why it does not sync.
+        self.untracked_skus = {normalize_sku(v.sku) for v in table.untracked} - {None}
+
+    def item_sku(self, item: str) -> str | None:
+        if self._items is None:
+            # Built on the first rejected level only: it walks every mapped Shopify variant.
+            items: dict[str, str | None] = {}
+            for targets in self.table.targets.values():
+                for target in targets:
+                    items[target.inventory_item_id] = target.sku
+            for target in self.table.untracked:
+                items[target.inventory_item_id] = target.sku
+            self._items = items
+        return self._items.get(item)
+
+    def variant_sku(self, shopify_variant: str) -> str | None:
+        return self._variants.get(shopify_variant)
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+class StatusModel:
+    """Builds a Status from the daemon's live objects; holds only caches."""
+
+    def __init__(self, sources: StatusSources, *, stock_cache: StockCache | None = None) -> None:
+        self.sources = sources
+        self.stock_cache = stock_cache if stock_cache is not None else StockCache()
+        self._sku_indexes: dict[str, _SkuIndex] = {}
+
+    async def gather(
+        self,
+        *,
+        query: str = "",
+        sku: str | None = None,
+        rows_per_group: int = DEFAULT_ROWS_PER_GROUP,
+    ) -> Status:
+        """The status now; `query` filters problems by SKU, `sku` adds that SKU's view."""
+        engine = self.sources.engine
+        now = time.time()
+        generated_at = _utc(now)
+        katana, cycle_error, cycle_since = self._cycle_health()
+        last_poll = self.sources.metrics.registry.get_sample_value(LAST_POLL_SAMPLE)
+        last_successful_poll = _utc(last_poll) if last_poll else None
+        holds = await engine.store.holds()
+        hold_times = await engine.store.hold_times()
+        problems, counts = await self._problems(query.strip(), rows_per_group)
+        connections = [
+            await self._connection(
+                conn,
+                now=now,
+                katana=katana,
+                cycle_error=cycle_error,
+                cycle_since=cycle_since,
+                last_successful_poll=last_successful_poll,
+                holds=holds,
+                hold_times=hold_times,
+                counts=counts.get(conn.name, {}),
+            )
+            for conn in engine.settings.connections
+        ]
+        sku_view = await self._sku_view(sku.strip()) if sku and sku.strip() else None
+        return Status(
+            generated_at=generated_at,
+            version=__version__,
+            started_at=self.sources.started_at,
+            poll_interval_seconds=engine.settings.daemon.poll_interval_seconds,
+            last_successful_poll=last_successful_poll,
+            katana=katana,
+            cycle_error=cycle_error,
+            cycle_failing_since=cycle_since,
+            connections=connections,
+            problems=problems,
+            sku=sku_view,
+        )
+
+    def _cycle_health(self) -> tuple[KatanaState, str | None, datetime | None]:
+        outage = self.sources.outage("poll")
+        if outage is None:
+            return KatanaState(True, None, None), None, None
+        since = _utc(outage.started_at)
+        if outage.error_type is not None and issubclass(outage.error_type, KatanaError):
+            return KatanaState(False, since, outage.message), None, None
+        return KatanaState(True, None, None), outage.message, since
+
+    async def _connection(
+        self,
+        conn: ConnectionSettings,
+        *,
+        now: float,
+        katana: KatanaState,
+        cycle_error: str | None,
+        cycle_since: datetime | None,
+        last_successful_poll: datetime | None,
+        holds: Mapping[str, str],
+        hold_times: Mapping[str, datetime],
+        counts: dict[str, int],
+    ) -> ConnectionStatus:
+        engine, name = self.sources.engine, conn.name
+        store = engine.store
+        mapping = engine.mappings.get(name) if conn.sync_inventory else None
+        waiting = await store.dirty_count(name)
+        last_full_sync = await store.connection_synced(name)
+        run = await store.last_run(NIGHTLY, name)
+        held = None
+        if name in holds:
+            command = " ".join(
+                [
+                    "stocksync",
+                    "release-hold",
+                    "-c",
+                    shlex.quote(str(engine.settings.source)),
+                    shlex.quote(name),
+                ]
+            )
+            held = HeldInfo(holds[name], hold_times.get(name), command)
+        push_error = self._push_error(name)
+        push_outage = self.sources.outage("push")
+        state, summary, since, error = _state(
+            conn,
+            mapping=mapping,
+            held=held,
+            katana=katana,
+            cycle_error=cycle_error,
+            cycle_since=cycle_since,
+            push_error=push_error,
+            push_since=_utc(push_outage.started_at) if push_outage else None,
+            synced=last_full_sync is not None,
+            waiting=waiting,
+        )
+        activity = self.sources.metrics.activity
+        lag = activity.lag_summary(name, now, LAG_WINDOW_SECONDS)
+        return ConnectionStatus(
+            name=name,
+            shop=conn.shop,
+            sync_enabled=conn.sync_inventory,
+            state=state,
+            summary=summary,
+            since=since,
+            waiting_variants=waiting,
+            held=held,
+            error=error,
+            last_successful_poll=last_successful_poll,
+            last_full_sync=last_full_sync,
+            lag_last_hour=LagFigures(lag.p50_seconds, lag.p99_seconds, lag.samples),
+            last_reconciliation=None
+            if run is None
+            else Reconciliation(
+                finished_at=run.finished_at,
+                ok=run.ok,
+                drift=run.drift,
+                scope="all connections" if run.connection is None else "this connection",
+            ),
+            mapped_variants=None if mapping is None else len(mapping.table.targets),
+            mapped_levels=None if mapping is None else mapping.mapped_levels,
+            problem_counts=counts,
+            activity=[
+                ActivityStep(
+                    _utc(p.start), p.seconds, p.pushes, p.lag_p50_seconds, p.lag_max_seconds
+                )
+                for p in activity.series(
+                    name, now, span=CHART_SPAN_SECONDS, step=CHART_STEP_SECONDS
+                )
+            ],
+        )
+
+    def _push_error(self, name: str) -> str | None:
+        report = self.sources.last_cycle()
+        if report is None:
+            return None
+        for outcome in report.connections:
+            if outcome.name == name and outcome.errors:
+                return outcome.errors[0]
+        return None
+
+    # ------------------------------------------------------------------ problems
+
+    def _index(self, mapping: ConnectionMapping) -> _SkuIndex:
+        index = self._sku_indexes.get(mapping.name)
+        if index is None or index.table is not mapping.table:
+            index = self._sku_indexes[mapping.name] = _SkuIndex(mapping.table)
+        return index
+
+    def _problem_rows(self, name: str, stored: Mapping[str, Problem]) -> Iterator[ProblemRow]:
+        """Every problem of a connection: those recorded, and those of its current mapping."""
+        engine = self.sources.engine
+        variants = engine.katana_variants()
+        mapping = engine.mappings.get(name)
+        index = None if mapping is None else self._index(mapping)
+        problems: Iterable[Problem] = stored.values()
+        if index is not None:
+            # The mapping is the truth for its own problems: the recorded ones are a log that a
+            # later cycle may have cleared (or not yet written).
+            problems = [
+                *(p for p in stored.values() if p.kind not in _MAPPING_KINDS),
+                *index.mapping_problems,
+            ]
+        for problem in problems:
+            subject = problem.subject
+            sku, where = None, None
+            if subject.startswith("katana_variant:"):
+                variant = variants.get(_int(subject.removeprefix("katana_variant:")))
+                sku = None if variant is None else variant.sku
+            elif "@" in subject:
+                item, _, where = subject.partition("@")
+                sku = None if index is None else index.item_sku(item)
+            elif index is not None:
+                sku = index.variant_sku(subject)
+            yield ProblemRow(
+                connection=name,
+                group=group_of(problem.kind),
+                kind=problem.kind,
+                sku=sku,
+                subject=subject,
+                where=where,
+                reason=reason_for(problem.kind),
+                detail=problem.detail,
+            )
+        if mapping is not None and index is not None:
+            for variant_id in mapping.table.unmapped_katana:
+                variant = variants.get(variant_id)
+                sku = None if variant is None else variant.sku
+                if sku is not None and normalize_sku(sku) in index.untracked_skus:
+                    continue
+                if variant_id in mapping.table.shadowed:
+                    continue  # its shadowed_sku row says why
+                yield ProblemRow(
+                    connection=name,
+                    group="unmapped",
+                    kind="unmapped",
+                    sku=sku,
+                    subject=f"katana_variant:{variant_id}",
+                    where=None,
+                    reason=REASONS["unmapped" if sku else "unmapped_no_sku"],
+                    detail=f"Katana variant {variant_id}",
+                )
+
+    async def _problems(
+        self, query: str, rows_per_group: int
+    ) -> tuple[Problems, dict[str, dict[str, int]]]:
+        """The grouped problems, filtered and capped; and every connection's count per group."""
+        engine = self.sources.engine
+        needle = query.casefold()
+        groups = {key: ProblemGroup(key, title) for key, title in GROUPS.items()}
+        matching: dict[str, list[tuple[str, str, str, ProblemRow]]] = {key: [] for key in GROUPS}
+        counts: dict[str, dict[str, int]] = {}
+        for conn in engine.settings.connections:
+            stored = await engine.store.problems(conn.name)
+            per_group = counts.setdefault(conn.name, dict.fromkeys(GROUPS, 0))
+            for row in self._problem_rows(conn.name, stored):
+                group = groups[row.group]
+                group.total += 1
+                per_group[row.group] += 1
+                sku = row.sku or ""
+                if needle and needle not in sku.casefold():
+                    continue
+                group.matching += 1
+                matching[row.group].append((sku, row.connection, row.subject, row))
+        for key, group in groups.items():
+            # The first rows by SKU: nsmallest keeps only `rows_per_group` of 100,000 unmapped.
+            chosen = heapq.nsmallest(rows_per_group, matching[key], key=lambda r: r[:3])
+            group.rows = [r[3] for r in chosen]
+        return Problems(query, rows_per_group, list(groups.values())), counts
+
+    # ------------------------------------------------------------------ one SKU
+
+    async def _sku_view(self, sku: str) -> SkuView:
+        engine = self.sources.engine
+        wanted = normalize_sku(sku)
+        matches = sorted(
+            (v for v in engine.katana_variants().values() if normalize_sku(v.sku) == wanted),
+            key=lambda v: v.id,
+        )
+        stock, read_at, error = (None, None, None)
+        if matches:
+            stock, read_at, error = await self.stock_cache.read(
+                [v.id for v in matches], lambda ids: engine.katana.inventory(ids)
+            )
+        problems = [
+            row
+            for conn in engine.settings.connections
+            for row in self._problem_rows(conn.name, await engine.store.problems(conn.name))
+            if row.sku is not None and normalize_sku(row.sku) == wanted
+        ]
+        variants = [await self._sku_variant(v, stock, read_at, error, problems) for v in matches]
+        history = [_history_row(e) for e in await engine.store.history(wanted or sku, HISTORY_ROWS)]
+        return SkuView(sku=sku, variants=variants, history=history)
+
+    async def _sku_variant(
+        self,
+        variant: KatanaVariant,
+        stock: StockTable | None,
+        read_at: datetime | None,
+        error: str | None,
+        problems: Iterable[ProblemRow],
+    ) -> SkuVariant:
+        engine = self.sources.engine
+        names = {loc.id: loc.name for loc in engine.katana_locations or ()}
+        mapped_locations = {location for m in engine.mappings.values() for location in m.locations}
+        katana: list[KatanaStock] = []
+        if stock is not None:
+            for location_id, (in_stock, committed, potential) in sorted(
+                stock.quantities_at(variant.id).items()
+            ):
+                katana.append(
+                    _katana_stock(
+                        location_id,
+                        names.get(location_id, f"location {location_id}"),
+                        location_id in mapped_locations,
+                        in_stock,
+                        committed,
+                        potential,
+                        is_kit=variant.is_kit,
+                    )
+                )
+        levels: list[ShopifyLevel] = []
+        for mapping in engine.mappings.values():
+            targets = mapping.table.targets.get(variant.id)
+            if not targets:
+                continue
+            levels.extend(await self._levels(mapping, variant, targets, stock, names))
+        kind = "kit" if variant.is_kit else "material" if variant.material_id else "product"
+        return SkuVariant(
+            katana_variant_id=variant.id,
+            sku=variant.sku,
+            kind=kind,
+            retired=variant.retired,
+            stock_read_at=read_at,
+            stock_error=error,
+            katana=katana,
+            levels=levels,
+            problems=[
+                p
+                for p in problems
+                if p.subject == f"katana_variant:{variant.id}" or p.group == "rejected"
+            ],
+        )
+
+    async def _levels(
+        self,
+        mapping: ConnectionMapping,
+        variant: KatanaVariant,
+        targets: Iterable[Any],
+        stock: StockTable | None,
+        names: Mapping[int, str],
+    ) -> list[ShopifyLevel]:
+        engine = self.sources.engine
+        desired: dict[tuple[str, str], int] = {}
+        if stock is not None:
+            levels, _ = desired_levels(
+                stock,
+                engine.katana_variants(),
+                mapping.table,
+                mapping.locations,
+                mapping.settings.policy,
+                only=[variant.id],
+            )
+            desired = {level.key: level.quantity for level in levels}
+        targets = list(targets)
+        snapshot = await engine.store.snapshot(mapping.name, {t.inventory_item_id for t in targets})
+        parked = await engine.store.parked(mapping.name)
+        # Each Shopify location is fed by at most one Katana location (config validation).
+        fed_by = {
+            shopify: katana
+            for katana, shopifies in mapping.locations.items()
+            for shopify in shopifies
+        }
+        out = []
+        for target in targets:
+            for location, katana_location in sorted(fed_by.items()):
+                key = (target.inventory_item_id, location)
+                entry = snapshot.get(key)
+                rejected = parked.get(key)
+                out.append(
+                    ShopifyLevel(
+                        connection=mapping.name,
+                        shopify_variant_id=target.id,
+                        inventory_item_id=target.inventory_item_id,
+                        location_id=location,
+                        katana_location_id=katana_location,
+                        katana_location=names.get(katana_location, f"location {katana_location}"),
+                        desired=desired.get(key),
+                        last_told=None if entry is None else entry.quantity,
+                        in_flight=bool(entry is not None and entry.in_flight),
+                        parked_until=None if rejected is None else rejected.retry_at,
+                    )
+                )
+        return out
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1
+
+
+def _katana_stock(
+    location_id: int,
+    name: str,
+    mapped: bool,
+    in_stock: Quantity,
+    committed: Quantity,
+    potential: Quantity | None,
+    *,
+    is_kit: bool,
+) -> KatanaStock:
+    """One location's row and the formula spelled out (PRODUCT.md §1, no buffer)."""
+    fmt = format_quantity
+    if is_kit:
+        formula = (
+            f"{fmt(in_stock)} in stock + {fmt(kit_potential(potential, is_kit=True))} potential"
+            f" − {fmt(committed)} committed"
+        )
+    else:
+        formula = f"{fmt(in_stock)} in stock − {fmt(committed)} committed"
+    try:
+        result: int | None = available(
+            in_stock, committed, kit_potential(potential, is_kit=is_kit), QuantityPolicy()
+        )
+    except ValueError:
+        result = None
+    return KatanaStock(
+        location_id=location_id,
+        location=name,
+        mapped=mapped,
+        in_stock=fmt(in_stock),
+        committed=fmt(committed),
+        potential=None if potential is None else fmt(potential),
+        formula=formula,
+        result=result,
+    )
+
+
+def _history_row(entry: AuditEntry) -> HistoryRow:
+    return HistoryRow(
+        at=entry.at,
+        connection=entry.connection,
+        inventory_item_id=entry.inventory_item_id,
+        location_id=entry.location_id,
+        from_quantity=entry.from_quantity,
+        to_quantity=entry.to_quantity,
+        outcome=entry.outcome,
+    )
+
+
+def _state(
+    conn: ConnectionSettings,
+    *,
+    mapping: ConnectionMapping | None,
+    held: HeldInfo | None,
+    katana: KatanaState,
+    cycle_error: str | None,
+    cycle_since: datetime | None,
+    push_error: str | None,
+    push_since: datetime | None,
+    synced: bool,
+    waiting: int,
+) -> tuple[str, str, datetime | None, str | None]:
+    """(state, one-sentence summary, since when, error) — the most pressing situation wins."""
+    if not conn.sync_inventory:
+        return "off", "Sync is off (sync_inventory = false): Shopify is not updated.", None, None
+    if held is not None:
+        return (
+            "held",
+            "Held by the safety valve: nothing is pushed until an operator releases it.",
+            held.since,
+            held.reason,
+        )
+    if not katana.reachable:
+        return (
+            "katana_unreachable",
+            "Katana unreachable: Shopify keeps the last quantities until it answers again.",
+            katana.unreachable_since,
+            katana.error,
+        )
+    if cycle_error is not None:
+        return (
+            "failing",
+            "Sync cycles are failing: Shopify keeps the last quantities.",
+            cycle_since,
+            cycle_error,
+        )
+    if push_error is not None:
+        return (
+            "shopify_errors",
+            "Shopify did not take the last push; it is retried every cycle.",
+            push_since,
+            push_error,
+        )
+    if mapping is None:
+        return "starting", "Starting: reading the Katana and Shopify catalogues.", None, None
+    if not synced:
+        return (
+            "full_sync_pending",
+            "First full sync in progress: every mapped variant is being pushed.",
+            None,
+            None,
+        )
+    if waiting:
+        plural = "variant" if waiting == 1 else "variants"
+        return "catching_up", f"Catching up: {waiting} {plural} waiting to be pushed.", None, None
+    return "in_sync", "In sync: every change Katana reported has reached Shopify.", None, None
