@@ -39,17 +39,16 @@ query Variants($after: String) {
 # connection 2 + 250 x (variant + inventory item) + pageInfo
 VARIANTS_COST = 2 + PAGE_SIZE * 2 + 1
 
+# One location per query: `inventoryLevel(locationId:)` returns just the level asked for, so a
+# level costs 3 points (item, level, quantity) however many other locations stock the item,
+# where paging `inventoryLevels` cost the item's connection and every level it returned.
 AVAILABLE_LEVELS = """
-query AvailableLevels($ids: [ID!]!, $first: Int!, $after: String) {
+query AvailableLevels($ids: [ID!]!, $location: ID!) {
   nodes(ids: $ids) {
     ... on InventoryItem {
       id
-      inventoryLevels(first: $first, after: $after) {
-        nodes {
-          location { id }
-          quantities(names: ["available"]) { name quantity }
-        }
-        pageInfo { hasNextPage endCursor }
+      inventoryLevel(locationId: $location) {
+        quantities(names: ["available"]) { name quantity }
       }
     }
   }
@@ -57,11 +56,9 @@ query AvailableLevels($ids: [ID!]!, $first: Int!, $after: String) {
 """
 
 
-def available_levels_cost(items: int, levels_per_item: int) -> int:
-    """Requested cost of AVAILABLE_LEVELS for `items` ids and `first: levels_per_item`."""
-    # per level: the level, its location, its quantities; per item: the item, the connection
-    # (2) and its pageInfo.
-    return items * (1 + 2 + levels_per_item * 3 + 1)
+def available_levels_cost(items: int) -> int:
+    """Requested cost of AVAILABLE_LEVELS for `items` ids: the item, its level, one quantity."""
+    return items * (1 + 1 + 1)
 
 
 SET_QUANTITIES = """

@@ -1622,6 +1622,9 @@ class ShopifySim:
         self.set_quantities_sizes: list[int] = []
         self.throttled_total = 0
         self.requests_total = 0
+        # Query points charged (the actual cost of every executed request), so tests can hold
+        # a read to its budget without a clock.
+        self.points_spent = 0
         self.changes: list[AppliedChange] = []
         self._access_token = access_token
         self._client_id = client_id
@@ -1956,6 +1959,7 @@ class ShopifySim:
         )
         actual = requested if is_mutation else min(context.actual_cost, requested)
         self._bucket = min(self.bucket_size, self._bucket + requested - actual)
+        self.points_spent += actual
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]

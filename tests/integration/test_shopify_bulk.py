@@ -166,6 +166,23 @@ async def test_at_the_threshold_reads_page_and_chunk_without_a_bulk_operation(
     assert bulk_runs(sim) == 0
 
 
+async def test_a_paged_level_read_spends_at_most_3_points_and_1_query_per_250_pairs_asked(
+    session: aiohttp.ClientSession, graphql_url: str, sim: ShopifySim, fake_time: FakeTime
+) -> None:
+    # `plan` and the full reconciliation compare every mapped level with Shopify: the read is
+    # paced by Shopify's query points, so its cost per level is what an operator waits for.
+    client = make_client(session, graphql_url, fake_time, threshold=CATALOGUE)
+    wanted_items, wanted_locations = items(sim), locations(sim)
+    pairs = len(wanted_items) * len(wanted_locations)
+    spent, requests = sim.points_spent, sim.requests_total
+
+    levels = await client.available_levels(wanted_items, wanted_locations)
+
+    assert len(levels) == len(sim.levels)
+    assert sim.points_spent - spent <= 3 * pairs
+    assert sim.requests_total - requests <= -(-len(wanted_items) // 250) * len(wanted_locations)
+
+
 async def test_a_catalogue_that_fits_one_page_is_read_without_counting_it(
     session: aiohttp.ClientSession, fake_time: FakeTime
 ) -> None:
