@@ -7,8 +7,10 @@ renderer, so a credential cannot reach the journal by any route.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import platform
 import re
 import sys
 import threading
@@ -21,6 +23,7 @@ from urllib.parse import quote
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from daemon import __version__
 from daemon.secrets import Secret
 
 REDACTED = "***"
@@ -32,6 +35,23 @@ SENSITIVE_KEY = re.compile(
 # Stdlib loggers that would otherwise bury the daemon's own lines.
 QUIET_LOGGERS = {"apscheduler": logging.WARNING}
 FORMATS = ("auto", "json", "console")
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+# syslog priorities (sd-daemon(3)): a line that starts with "<N>" is filed by journald at
+# priority N, so `journalctl -p err` finds the errors. Without it every line is "info".
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+# The line an operator looks up after an upgrade or a restart says what runs.
+_STARTED_EVENT = "daemon_started"
 
 _log: FilteringBoundLogger = structlog.get_logger(__name__)
 
@@ -115,6 +135,14 @@ def _exception_renderer(json: bool) -> Processor:
     return structlog.processors.format_exc_info
 
 
+def _add_build(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: the start-up line names the stocksync and Python versions."""
+    if event_dict.get("event") == _STARTED_EVENT:
+        event_dict.setdefault("version", __version__)
+        event_dict.setdefault("python", platform.python_version())
+    return event_dict
+
+
 def _shared_processors(json: bool) -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -122,6 +150,7 @@ def _shared_processors(json: bool) -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        _add_build,
         _exception_renderer(json),
     ]
 
@@ -138,20 +167,63 @@ def _is_tty(stream: TextIO) -> bool:
     return bool(isatty is not None and isatty())
 
 
+def is_journal(stream: TextIO) -> bool:
+    """Whether `stream` is the journal's stream systemd connected (JOURNAL_STREAM names it).
+
+    The variable is inherited by children and survives a redirection (`2> file`), so the
+    stream's own device and inode must match it.
+    """
+    named = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = named.partition(":")
+    try:
+        fd = stream.fileno()
+        status = os.fstat(fd)
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+
+
 class _PipelineHandler(logging.StreamHandler[TextIO]):
-    """The one root handler we install; its type lets a second configure call find it."""
+    """The one root handler we install; its type lets a second configure call find it.
+
+    Writing to the journal, it starts every line with the record's syslog priority.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._journal = is_journal(stream)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self._journal:
+            return text
+        level = max((n for n in _SYSLOG_PRIORITY if n <= record.levelno), default=logging.DEBUG)
+        prefix = f"<{_SYSLOG_PRIORITY[level]}>"
+        # Each line becomes an entry of its own: a traceback's lines keep their error's priority.
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def log_level(name: str | int) -> int:
+    """A logging level from its name (debug, info, warning, error) or number."""
+    if isinstance(name, int):
+        return name
+    try:
+        return LEVELS[name.lower()]
+    except KeyError:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, not {name!r}") from None
 
 
 def configure_logging(
     fmt: str = "auto",
     *,
-    level: int = logging.INFO,
+    level: int | str = logging.INFO,
     stream: TextIO | None = None,
     secrets: Iterable[str | Secret] = (),
 ) -> None:
     """Route structlog and stdlib logging to `stream` as JSON or console lines, redacted."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    level = log_level(level)
     out = stream if stream is not None else sys.stderr
     json = fmt == "json" or (fmt == "auto" and not _is_tty(out))
     add_secrets(secrets)

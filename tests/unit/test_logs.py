@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import platform
 import secrets
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+import daemon
 from daemon.logs import (
     REDACTED,
     HealthLog,
@@ -440,3 +444,105 @@ def test_health_log_outage_says_since_when_on_the_wall_clock_and_the_latest_erro
     assert outage.message == "TimeoutError"
     assert outage.error_type is TimeoutError
     assert health.outage("poll") is None
+
+
+# -- journald -------------------------------------------------------------------------------------
+
+
+def _journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, ours: bool = True) -> TextIO:
+    """A file standing in for the journal's stream, and JOURNAL_STREAM as systemd sets it (naming
+    that file, or with `ours=False` another one: output redirected away from the journal)."""
+    stream = (tmp_path / "journal").open("w+", encoding="utf-8")
+    named = stream if ours else (tmp_path / "elsewhere").open("w", encoding="utf-8")
+    status = os.fstat(named.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+    return stream
+
+
+def _written(stream: TextIO) -> list[str]:
+    stream.flush()
+    stream.seek(0)
+    return stream.read().splitlines()
+
+
+def test_under_journald_every_line_starts_with_its_syslog_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = _journal_file(tmp_path, monkeypatch)
+    configure_logging("json", stream=stream, level=logging.DEBUG)
+    log = structlog.get_logger("test")
+
+    log.debug("a_debug")
+    log.info("an_info")
+    log.warning("a_warning")
+    log.error("an_error")
+    log.critical("a_critical")
+    logging.getLogger("aiohttp.client").error("from the stdlib")
+
+    lines = _written(stream)
+    assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>", "<2>", "<3>"]
+    # journald strips the prefix: what `journalctl -o cat` shows is the JSON line.
+    assert json.loads(lines[3][3:])["event"] == "an_error"
+
+
+def test_without_journald_lines_carry_no_priority_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+
+    structlog.get_logger("test").error("an_error")
+
+    assert json_lines(out)[0]["event"] == "an_error"
+
+
+def test_output_redirected_away_from_the_journal_carries_no_priority_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # JOURNAL_STREAM is inherited by children and survives `2> file`: only the stream it names
+    # is the journal.
+    stream = _journal_file(tmp_path, monkeypatch, ours=False)
+    configure_logging("json", stream=stream)
+
+    structlog.get_logger("test").error("an_error")
+
+    assert json.loads(_written(stream)[0])["event"] == "an_error"
+
+
+def test_under_journald_every_line_of_a_console_traceback_carries_the_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # journald makes each line an entry of its own: a traceback line without the prefix would
+    # be filed at priority info, away from its error.
+    stream = _journal_file(tmp_path, monkeypatch)
+    configure_logging("console", stream=stream)
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger("test").exception("it_failed")
+
+    lines = _written(stream)
+    assert len(lines) > 3
+    assert all(line.startswith("<3>") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [("debug", logging.DEBUG), ("info", logging.INFO), ("WARNING", logging.WARNING)],
+)
+def test_a_log_level_may_be_given_by_name(name: str, level: int) -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out, level=name)
+
+    assert logging.getLogger().level == level
+
+
+def test_daemon_started_names_the_version_and_python() -> None:
+    out = io.StringIO()
+    configure_logging("json", stream=out)
+
+    structlog.get_logger("daemon.service").info("daemon_started", config="x.toml")
+
+    [line] = json_lines(out)
+    assert line["version"] == daemon.__version__
+    assert line["python"] == platform.python_version()
