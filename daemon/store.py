@@ -486,6 +486,59 @@ async def _check_ours(db: aiosqlite.Connection, path: Path) -> None:
         )
 
 
+# Left out of a copy (StateStore.open_copy): the append-only audit log.
+_NOT_COPIED: Final = frozenset({"audit"})
+
+
+def _read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads `path` without creating or changing any file.
+
+    With a -wal beside it a daemon has it open (or died with commits there): read through the
+    daemon's -wal and -shm, `mode=ro`. Without one the file is complete, and `immutable=1` reads
+    it without locking: `mode=ro` would leave a -wal and -shm owned by whoever ran the command
+    (root), which the daemon's unprivileged user could then not open.
+    """
+    wal = path.with_name(path.name + "-wal")
+    return path.absolute().as_uri() + ("?mode=ro" if wal.exists() else "?immutable=1")
+
+
+async def _connect_read_only(path: Path) -> aiosqlite.Connection:
+    if not await asyncio.to_thread(path.exists):
+        raise StateError(f"no state database at {path}: the daemon has not run with this config")
+    try:
+        return await aiosqlite.connect(
+            _read_only_uri(path), uri=True, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+
+
+async def _copy_into(db: aiosqlite.Connection, path: Path) -> None:
+    """Copy the database at `path` (read-only) into `db`, tables and indexes, in one read."""
+    await db.execute("ATTACH DATABASE ? AS source", (_read_only_uri(path),))
+    try:
+        # One transaction: every table as of the same moment, even while the daemon writes.
+        async with _transaction(db):
+            version = int(await _scalar(db, "PRAGMA source.user_version"))
+            rows = await db.execute_fetchall(
+                "SELECT type, name, sql FROM source.sqlite_master "
+                "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+                "ORDER BY type = 'index', rowid"
+            )
+            for kind, name, sql in rows:
+                await db.execute(str(sql))
+                if kind == "table" and name not in _NOT_COPIED:
+                    await db.execute(
+                        f"INSERT INTO main.{_quote(name)} SELECT * FROM source.{_quote(name)}"
+                    )
+            await db.execute(f"PRAGMA main.user_version = {version}")
+            await db.execute(f"PRAGMA main.application_id = {APPLICATION_ID}")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"cannot read the state database {path}: {exc}") from exc
+    finally:
+        await db.execute("DETACH DATABASE source")
+
+
 async def _configure(db: aiosqlite.Connection, path: Path) -> None:
     mode = str(await _scalar(db, "PRAGMA journal_mode = WAL"))
     if mode.lower() != "wal":
@@ -668,6 +721,51 @@ class StateStore:
             await _configure(db, path)
             await _migrate(db, path)
             await _check_intact(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, clock)
+
+    @classmethod
+    async def open_read_only(
+        cls, path: Path, *, clock: Callable[[], datetime] = _utc_now
+    ) -> StateStore:
+        """The state database at `path` as it is, for reading only (`history`): never created,
+        upgraded or written, and no file appears beside it. StateError if missing or unusable.
+        """
+        db = await _connect_read_only(path)
+        try:
+            await _check_ours(db, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, path, clock)
+
+    @classmethod
+    async def open_copy(cls, path: Path, *, clock: Callable[[], datetime] = _utc_now) -> StateStore:
+        """A private in-memory copy of the state at `path`, for commands that must change
+        nothing (`plan`, `mappings`, a dry run) yet run the daemon's own code, which records as it
+        goes (catalogue cache, problems): that goes to the copy and is gone when it closes.
+
+        The file is read, never created, upgraded or written (an older schema is upgraded in the
+        copy). A missing file gives an empty state. The audit log is not copied: it is
+        append-only (millions of rows after a year) and only `history` reads it.
+        """
+        label = Path(f"{path} (in-memory copy)")
+        source = None
+        if await asyncio.to_thread(path.exists):
+            source = await _connect_read_only(path)
+            try:
+                await _check_ours(source, path)
+            finally:
+                await source.close()
+        # URI filenames on, for the read-only ATTACH below; ":memory:" stays a memory database.
+        db = await aiosqlite.connect(":memory:", uri=True, isolation_level=None)
+        try:
+            if source is not None:
+                await _copy_into(db, path)
+            await _migrate(db, label)
+            await _check_intact(db, label)
         except BaseException:
             await db.close()
             raise
@@ -1075,13 +1173,27 @@ class StateStore:
                     "UPDATE parked SET retry_at = ? WHERE connection = ?", (now, connection)
                 )
 
-    async def history(self, sku: str, limit: int = 100) -> list[AuditEntry]:
-        """The latest pushes of `sku`, newest first."""
+    async def history(
+        self,
+        sku: str,
+        limit: int = 100,
+        *,
+        connection: str | None = None,
+        since: datetime | None = None,
+    ) -> list[AuditEntry]:
+        """The latest pushes of `sku`, newest first: of one connection, at or after `since`."""
+        where, params = ["sku = ?"], [sku]
+        if connection is not None:
+            where.append("connection = ?")
+            params.append(connection)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(_iso(since))
         rows = await self._fetch(
             "SELECT at, run_id, connection, sku, katana_variant_id, inventory_item_id, "
             "location_id, from_quantity, to_quantity, outcome FROM audit "
-            "WHERE sku = ? ORDER BY id DESC LIMIT ?",
-            (sku, limit),
+            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
         )
         return [_audit_entry(row) for row in rows]
 
