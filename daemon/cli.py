@@ -15,6 +15,7 @@ from daemon.config import (
     Settings,
     load_settings,
 )
+from daemon.logs import LEVELS
 from daemon.memory import tune_allocator, tune_garbage_collector
 
 # Subcommand name -> the function that runs it and returns the exit code. A subcommand the
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "-c", "--config", type=Path, required=True, metavar="FILE", help="the TOML config file"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=tuple(LEVELS),
+        help="the least severe log level written (default: [daemon] log_level, else info)",
     )
     return parser
 

@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings | None:
         return None
     configure_logging(
         getattr(args, "log_format", None) or settings.daemon.log_format,
+        level=getattr(args, "log_level", None) or settings.daemon.log_level,
         stream=sys.stderr,
         secrets=settings_secrets(settings),
     )

@@ -160,6 +160,8 @@ class DaemonSettings:
     shutdown_timeout_seconds: float
     # When set, `/`, `/status` and `/status.json` need it (Bearer, or Basic with it as password).
     status_token: Secret | None = None
+    # The least severe level logged (debug | info | warning | error); `--log-level` wins.
+    log_level: str = "info"
 
 
 @dataclass(frozen=True)
@@ -453,6 +455,7 @@ def _daemon_settings(t: _Table, base: Path, env: Mapping[str, str]) -> DaemonSet
     poll_interval = t.number("poll_interval_seconds", 30.0, minimum=1)
     host, port = _listen_address(t, "http_listen")
     log_format = t.choice("log_format", "auto", ("auto", "json", "console"))
+    log_level = t.choice("log_level", "info", ("debug", "info", "warning", "error"))
     shutdown_timeout = t.number("shutdown_timeout_seconds", 10.0, above=0)
     # Optional: without it the status page is open to whoever reaches the listener (loopback
     # by default).
@@ -466,6 +469,7 @@ def _daemon_settings(t: _Table, base: Path, env: Mapping[str, str]) -> DaemonSet
         log_format=log_format,
         shutdown_timeout_seconds=shutdown_timeout,
         status_token=status_token,
+        log_level=log_level,
     )
 
 

@@ -198,6 +198,16 @@ def test_http_listen_must_be_host_colon_port(tmp_path: Path, listen: str) -> Non
     assert f'got "{listen}"' in message
 
 
+def test_log_level_defaults_to_info(tmp_path: Path) -> None:
+    assert load(tmp_path).daemon.log_level == "info"
+
+
+def test_log_level_must_be_debug_info_warning_or_error(tmp_path: Path) -> None:
+    assert load(tmp_path, daemon='log_level = "debug"').daemon.log_level == "debug"
+    message = one_error(tmp_path, daemon='log_level = "verbose"')
+    assert 'daemon.log_level: must be one of debug, info, warning, error, got "verbose"' in message
+
+
 def test_log_format_must_be_auto_json_or_console(tmp_path: Path) -> None:
     assert load(tmp_path, daemon='log_format = "json"').daemon.log_format == "json"
     message = one_error(tmp_path, daemon='log_format = "xml"')
