@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -214,6 +215,72 @@ async def test_a_database_from_a_newer_stocksync_is_refused_and_left_untouched(
     raw.commit()
     raw.close()
     await assert_refused_untouched(db_path, "newer stocksync", f"{SCHEMA_VERSION + 1}")
+
+
+async def _damage(path: Path, *statements: str) -> None:
+    """Open and close a fresh store at `path`, then run `statements` on the raw file."""
+    s = await StateStore.open(path)
+    await s.record_changes({7: T0}, {"sales_orders": T0}, ["shop"])
+    await s.close()
+    raw = sqlite3.connect(path)
+    for statement in statements:
+        raw.execute(statement)
+    raw.commit()
+    raw.close()
+
+
+async def test_a_database_missing_a_table_is_refused_at_open_and_left_untouched(
+    db_path: Path,
+) -> None:
+    await _damage(db_path, "DROP TABLE holds")
+    await assert_refused_untouched(db_path, "damaged", "table holds is missing")
+
+
+async def test_a_database_missing_a_column_is_refused_at_open_and_left_untouched(
+    db_path: Path,
+) -> None:
+    await _damage(db_path, "ALTER TABLE runs DROP COLUMN detail")
+    await assert_refused_untouched(db_path, "damaged", "runs.detail is missing")
+
+
+async def test_a_database_without_its_dirty_sequence_row_is_refused_at_open(
+    db_path: Path,
+) -> None:
+    await _damage(db_path, "DELETE FROM dirty_sequence")
+    await assert_refused_untouched(db_path, "damaged", "dirty_sequence")
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "", "2026-13-01T00:00:00+00:00", "17"])
+async def test_a_stored_time_that_does_not_parse_is_refused_at_open_not_every_cycle(
+    db_path: Path, bad: str
+) -> None:
+    await _damage(db_path, f"UPDATE cursors SET at = '{bad}'")
+    await assert_refused_untouched(db_path, "damaged", "cursors.at", "not a time")
+
+
+async def test_a_database_as_stocksync_left_it_passes_the_intact_check(db_path: Path) -> None:
+    await _damage(db_path)
+    s = await StateStore.open(db_path)
+    assert set(await s.dirty("shop")) == {7}
+    await s.close()
+
+
+async def test_the_database_and_its_wal_files_are_created_0600_in_an_existing_folder(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    previous = os.umask(0o022)
+    try:
+        s = await StateStore.open(path)
+        await s.set_connection_synced("shop", T0)
+        modes = {
+            name: stat.S_IMODE((await asyncio.to_thread(os.stat, tmp_path / name)).st_mode)
+            for name in ("state.db", "state.db-wal", "state.db-shm")
+        }
+        await s.close()
+    finally:
+        os.umask(previous)
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
 
 
 # -- the outbox ---------------------------------------------------------------------------------
@@ -511,7 +578,7 @@ async def test_a_problem_is_reported_once_until_its_situation_changes(store: Sta
     assert await store.note_problem("shop", "SKU-1", "untracked", "other detail") is True
     assert await store.note_problem("shop", "SKU-1", "rejected", "other detail") is True
     assert await store.note_problem("other", "SKU-1", "rejected", "other detail") is True
-    await store.clear_problem("shop", "SKU-1")
+    await store.clear_problems("shop", ["SKU-1"])
     assert await store.note_problem("shop", "SKU-1", "rejected", "other detail") is True
 
 
