@@ -51,6 +51,55 @@ KNOWN_PUSH_ERROR_CODES = (
     "NON_MUTABLE_INVENTORY_ITEM",
     "INVALID_INVENTORY_ITEM",
 )
+# Every value the push_errors `code` label may take: Shopify's InventorySetQuantitiesUserErrorCode
+# enum (admin 2026-04 schema, plus the key-replacement code of 2026-10), TRANSPORT for a batch
+# that could not be sent, and OTHER for anything else. A label that took any string Shopify (or
+# a proxy) sends would let a misbehaving server create series without bound.
+PUSH_ERROR_CODES = frozenset(
+    {
+        "INVALID_INVENTORY_ITEM",
+        "INVALID_LOCATION",
+        "INVALID_QUANTITY_NEGATIVE",
+        "INVALID_REASON",
+        "INVALID_REFERENCE_DOCUMENT",
+        "ITEM_NOT_STOCKED_AT_LOCATION",
+        "INVALID_QUANTITY_TOO_HIGH",
+        "INVALID_QUANTITY_TOO_LOW",
+        "COMPARE_QUANTITY_REQUIRED",
+        "COMPARE_QUANTITY_STALE",
+        "CHANGE_FROM_QUANTITY_STALE",
+        "INVALID_NAME",
+        "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+        "NON_MUTABLE_INVENTORY_ITEM",
+        "IDEMPOTENCY_CONCURRENT_REQUEST",
+        "IDEMPOTENCY_KEY_PARAMETER_MISMATCH",
+        "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED",
+        "TRANSPORT",
+        "OTHER",
+    }
+)
+
+
+def push_error_code(code: str | None) -> str:
+    """The push_errors `code` label for an error code: the code if known, else OTHER."""
+    return code if code is not None and code in PUSH_ERROR_CODES else "OTHER"
+
+
+class _PushErrors(Counter):
+    """push_errors_total, whose `code` label only ever takes a PUSH_ERROR_CODES value.
+
+    Bounded here rather than at each caller, so no code path can add a series.
+    """
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> _PushErrors:
+        """The child for these labels, with `code` mapped through push_error_code."""
+        if "code" in labelkwargs:
+            code = labelkwargs["code"]
+            labelkwargs["code"] = push_error_code(code if isinstance(code, str) else None)
+        elif len(labelvalues) == 2:
+            code = labelvalues[1]
+            labelvalues = (labelvalues[0], push_error_code(code if isinstance(code, str) else None))
+        return super().labels(*labelvalues, **labelkwargs)
 
 
 class ProcessCollector(process_collector.ProcessCollector):
@@ -117,7 +166,7 @@ class Metrics:
             ["connection"],
             registry=r,
         )
-        self.push_errors = Counter(
+        self.push_errors = _PushErrors(
             p + "push_errors",
             "Quantities Shopify rejected or that could not be pushed, by error code.",
             ["connection", "code"],

@@ -49,6 +49,7 @@ from graphql import (
 import daemon.shopify
 import daemon.sim.shopify as sim_shopify
 from daemon.domain.models import PlannedPush
+from daemon.metrics import PUSH_ERROR_CODES
 from daemon.secrets import Secret
 from daemon.shopify.auth import StaticToken
 from daemon.shopify.client import NEW_KEY_FROM_2026_10, ShopifyClient
@@ -475,3 +476,14 @@ def test_a_code_the_client_acts_on_only_from_2026_10_is_absent_from_2026_04(
     assert isinstance(enum, GraphQLEnumType)
 
     assert NEW_KEY_FROM_2026_10 not in enum.values
+
+
+def test_the_push_error_label_takes_every_2026_04_user_error_code_and_nothing_unbounded(
+    shopify_schema: GraphQLSchema,
+) -> None:
+    enum = shopify_schema.get_type("InventorySetQuantitiesUserErrorCode")
+    assert isinstance(enum, GraphQLEnumType)
+    ours = {"TRANSPORT", "OTHER", NEW_KEY_FROM_2026_10}
+
+    assert set(enum.values) <= PUSH_ERROR_CODES
+    assert sorted(PUSH_ERROR_CODES - set(enum.values) - ours) == []

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import daemon
 from daemon.katana.models import DELTA_SOURCES
-from daemon.metrics import Metrics, ProcessCollector
+from daemon.metrics import PUSH_ERROR_CODES, Metrics, ProcessCollector
 
 DAEMON = Path(daemon.__file__).parent
 
@@ -165,3 +165,22 @@ def test_process_start_time_is_the_same_with_or_without_proc_stat(tmp_path: Path
     assert without is not None
     # Both are boot time + ticks since boot; the boot time is worked out two ways.
     assert abs(with_stat - without) < 2
+
+
+def test_push_error_codes_outside_shopifys_enum_are_counted_as_other() -> None:
+    metrics = Metrics(process=False)
+    sent_by_a_server = ["ITEM_NOT_STOCKED_AT_LOCATION", None, "x" * 5000, "<b>", "🙂"]
+    sent_by_a_server += [f"CODE_{n}" for n in range(200)]
+    for code in sent_by_a_server:
+        metrics.push_errors.labels(connection="eu", code=code).inc()
+    metrics.push_errors.labels("eu", "ANOTHER_ONE").inc()
+
+    codes = {
+        labels["code"]: value
+        for (name, labels_set), value in _samples(metrics.registry).items()
+        if name == "stocksync_push_errors_total"
+        for labels in [dict(labels_set)]
+    }
+    assert set(codes) <= PUSH_ERROR_CODES
+    assert codes["OTHER"] == 205
+    assert codes["ITEM_NOT_STOCKED_AT_LOCATION"] == 1
