@@ -447,11 +447,18 @@ def _plain_path(table: _Table, name: str) -> str:
 
 def _daemon_settings(t: _Table, base: Path, env: Mapping[str, str]) -> DaemonSettings:
     state_path = _path(t, "state_path", base) or Path(DEFAULT_STATE_PATH)
-    if state_path.is_dir():
-        t.problem(
-            "state_path",
-            f"{_show(str(state_path))} is a folder; name the database file, e.g. state.db",
-        )
+    try:
+        is_folder = state_path.is_dir()
+    except OSError as exc:
+        # is_dir() raises, rather than answering False, when a folder on the way cannot be
+        # entered: a traceback would hide which key and which folder are at fault.
+        t.problem("state_path", _unreachable(state_path, exc))
+    else:
+        if is_folder:
+            t.problem(
+                "state_path",
+                f"{_show(str(state_path))} is a folder; name the database file, e.g. state.db",
+            )
     poll_interval = t.number("poll_interval_seconds", 30.0, minimum=1)
     host, port = _listen_address(t, "http_listen")
     log_format = t.choice("log_format", "auto", ("auto", "json", "console"))
@@ -471,6 +478,19 @@ def _daemon_settings(t: _Table, base: Path, env: Mapping[str, str]) -> DaemonSet
         status_token=status_token,
         log_level=log_level,
     )
+
+
+def _unreachable(path: Path, exc: OSError) -> str:
+    """Why `path` cannot be looked at, for a problem line (the path in full: the folder at
+    fault is somewhere along it)."""
+    shown = json.dumps(str(path), ensure_ascii=False)
+    reason = (exc.strerror or type(exc).__name__).lower()
+    if isinstance(exc, PermissionError):
+        return (
+            f"{shown} cannot be reached: {reason} (user id {os.getuid()} may not enter one of "
+            "its folders); run as the daemon's user, or fix the folder's permissions"
+        )
+    return f"{shown} cannot be reached: {reason}"
 
 
 def _listen_address(t: _Table, name: str) -> tuple[str, int]:

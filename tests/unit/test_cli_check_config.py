@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,29 @@ def test_missing_secret_is_reported_without_a_traceback(
     err = capsys.readouterr().err
     assert "katana.api_key_env: environment variable CLI_TEST_KATANA_KEY is not set" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.usefixtures("secrets")
+def test_a_state_folder_that_cannot_be_entered_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path)
+    locked = tmp_path / "state"
+    real_stat = Path.stat
+
+    # The tests run as root, whom permissions never stop: the folder refuses here instead.
+    def stat(self: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+        if self.parent == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert main(["check-config", "-c", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert "daemon.state_path" in err
+    assert str(locked / "stocksync.db") in err
+    assert "permission denied" in err
 
 
 def test_missing_config_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
