@@ -42,15 +42,6 @@ MALFORMED_RESOURCES = {
     ),
     "shopify": ("locations", "product_variants", "product_variants_count", "inventory_levels"),
 }
-# Push error codes created per connection at start-up: the one stocksync itself gives (an
-# unsendable batch) and Shopify's per-item rejections PRODUCT.md §3 names. Others still appear
-# on their first occurrence.
-KNOWN_PUSH_ERROR_CODES = (
-    "TRANSPORT",
-    "ITEM_NOT_STOCKED_AT_LOCATION",
-    "NON_MUTABLE_INVENTORY_ITEM",
-    "INVALID_INVENTORY_ITEM",
-)
 # Every value the push_errors `code` label may take: Shopify's InventorySetQuantitiesUserErrorCode
 # enum (admin 2026-04 schema, plus the key-replacement code of 2026-10), TRANSPORT for a batch
 # that could not be sent, and OTHER for anything else. A label that took any string Shopify (or
@@ -305,5 +296,7 @@ class Metrics:
         self.unreadable_variants.labels(connection=connection)
         self.late_push_corrections.labels(connection=connection)
         self.sync_lag.labels(connection=connection)
-        for code in KNOWN_PUSH_ERROR_CODES:
+        # The codes are a closed set (PUSH_ERROR_CODES): every child exists from the start, so
+        # increase() sees a connection's first error of any kind.
+        for code in sorted(PUSH_ERROR_CODES):
             self.push_errors.labels(connection=connection, code=code)

@@ -117,7 +117,7 @@ def test_a_connection_starts_with_its_counters_lag_and_known_push_error_codes_at
     ):
         assert _value(r, name, connection="eu") == 0, name
     assert _value(r, "stocksync_sync_lag_seconds_count", connection="eu") == 0
-    for code in ("TRANSPORT", "ITEM_NOT_STOCKED_AT_LOCATION"):
+    for code in PUSH_ERROR_CODES:
         assert _value(r, "stocksync_push_errors_total", connection="eu", code=code) == 0, code
 
 
