@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from daemon import __version__
 from daemon.config import (
@@ -23,27 +27,111 @@ from daemon.memory import tune_allocator, tune_garbage_collector
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
+EXIT_STATUS_COMMON = (
+    ("0", "the work completed (items Shopify rejected are listed on stderr)"),
+    ("1", "it could not complete: an API unreachable, a credential refused, the state database "
+     "unusable"),
+    ("2", "a usage or configuration error (the message names the file, key and value)"),
+)  # fmt: skip
+# "90m", "2h", "3d", "1w": a time that long ago.
+_AGO = re.compile(r"(\d+)\s*([mhdw])")
+_AGO_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MIN_DEMO_VARIANTS = 20
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand; callers may add options before parsing."""
     parser = argparse.ArgumentParser(
-        prog="stocksync", description="One-way Katana MRP -> Shopify inventory sync."
+        prog="stocksync",
+        description="One-way Katana MRP -> Shopify inventory sync.",
+        epilog="`stocksync COMMAND --help` describes each command, with examples.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _with_config(commands.add_parser("run", help="run the daemon in the foreground"))
-    _with_config(commands.add_parser("sync-once", help="one poll-and-push cycle, then exit"))
-    reconcile = _with_config(commands.add_parser("reconcile", help="one reconciliation now"))
+    _with_config(
+        _command(
+            commands,
+            "run",
+            "run the daemon in the foreground",
+            "Poll Katana, push what changed to Shopify, reconcile nightly, serve /metrics, "
+            "/healthz and /readyz; under systemd (Type=notify) it reports readiness. SIGHUP "
+            "reloads the configuration, SIGTERM or SIGINT stops it after in-flight pushes.",
+            ["stocksync run -c /etc/stocksync/stocksync.toml"],
+            [
+                ("0", "stopped by SIGTERM or SIGINT"),
+                ("1", "could not run: the state database unusable, the HTTP port taken"),
+                EXIT_STATUS_COMMON[2],
+            ],
+        )
+    )
+    _with_config(
+        _command(
+            commands,
+            "sync-once",
+            "one poll-and-push cycle, then exit",
+            "One cycle as the daemon runs it: read what changed in Katana and push it to every "
+            "connection whose sync is on; a connection's first cycle is a full sync. Prints a "
+            "line per connection. Refused while the daemon runs on the same state file.",
+            ["stocksync sync-once -c stocksync.toml"],
+            [
+                ("0", "the cycle completed, or every connection's sync is off"),
+                *EXIT_STATUS_COMMON[1:],
+            ],
+        )
+    )
+    reconcile = _with_config(
+        _command(
+            commands,
+            "reconcile",
+            "one reconciliation now",
+            "Compare every mapped level with what Shopify shows and overwrite what differs "
+            "(drift), as the nightly run does. Pushes only to connections whose sync is on; "
+            "--dry-run lists the differences and writes nothing, on any connection.",
+            [
+                "stocksync reconcile -c stocksync.toml --dry-run",
+                "stocksync reconcile -c stocksync.toml --connection eu-store",
+            ],
+            list(EXIT_STATUS_COMMON),
+        )
+    )
     reconcile.add_argument("--connection", metavar="NAME", help="only this connection")
     reconcile.add_argument(
         "--dry-run", action="store_true", help="report what would change, write nothing"
     )
     plan = _with_config(
-        commands.add_parser("plan", help="what a push would change, without writing")
+        _command(
+            commands,
+            "plan",
+            "what a push would change, without writing",
+            "Every level Katana wants different from what Shopify shows now: SKU, location, "
+            "Shopify now, Katana-desired, then a summary per location with how many go to 0 "
+            "(a whole location going to 0 usually means a wrong location mapping). Works for "
+            "connections whose sync is off; changes nothing, not even the state file.",
+            [
+                "stocksync plan -c stocksync.toml",
+                "stocksync plan -c stocksync.toml --connection eu-store",
+            ],
+            [("0", "the plan was printed"), *EXIT_STATUS_COMMON[1:]],
+        )
     )
     plan.add_argument("--connection", metavar="NAME", help="only this connection")
     check = _with_config(
-        commands.add_parser("check-config", help="validate the config and variant map files")
+        _command(
+            commands,
+            "check-config",
+            "validate the config and variant map files",
+            "Read the configuration exactly as the daemon does and list every problem, each "
+            "with its file, key and value. Offline unless --online.",
+            [
+                "stocksync check-config -c /etc/stocksync/stocksync.toml",
+                "stocksync check-config -c stocksync.toml --online",
+            ],
+            [
+                ("0", "valid (with --online: both credentials work, every location exists)"),
+                ("1", "problems found: every one is printed"),
+            ],
+        )
     )
     check.add_argument(
         "--online",
@@ -51,26 +139,181 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check both credentials and resolve Katana and Shopify locations",
     )
     mappings = _with_config(
-        commands.add_parser("mappings", help="mapped / unmapped / duplicate-SKU / untracked report")
+        _command(
+            commands,
+            "mappings",
+            "mapped / unmapped / duplicate-SKU / untracked report",
+            "Which Katana variants feed which Shopify variants, and which do not sync: unmapped "
+            "(no Shopify variant with the SKU), shadowed (another Katana variant wins the SKU), "
+            "untracked (Shopify does not track the item), Shopify-only (no Katana variant "
+            "feeds it) and variant map rows naming a missing variant; then a totals line. "
+            "Changes nothing.",
+            [
+                "stocksync mappings -c stocksync.toml --connection eu-store",
+                "stocksync mappings -c stocksync.toml --format csv > mappings.csv",
+            ],
+            [("0", "the report was printed"), *EXIT_STATUS_COMMON[1:]],
+        )
     )
     mappings.add_argument("--connection", metavar="NAME", help="only this connection")
     mappings.add_argument("--format", choices=("table", "csv"), default="table")
     release = _with_config(
-        commands.add_parser("release-hold", help="release a connection held by the safety valve")
+        _command(
+            commands,
+            "release-hold",
+            "release a connection held by the safety valve",
+            "Let a connection the safety valve holds push again: the running daemon pushes on "
+            "its next cycle, and that one cycle is not judged by the valve. Check `plan` first.",
+            ["stocksync release-hold -c stocksync.toml eu-store"],
+            [
+                ("0", "released, or it was not held"),
+                ("1", "the state database is unusable"),
+                EXIT_STATUS_COMMON[2],
+            ],
+        )
     )
     release.add_argument("connection", metavar="CONNECTION")
-    history = _with_config(commands.add_parser("history", help="the push history of one SKU"))
-    history.add_argument("sku", metavar="SKU")
-    history.add_argument("--limit", type=int, default=100, help="most recent N pushes")
-    demo = commands.add_parser(
-        "demo", help="run the daemon against built-in simulated Katana and Shopify"
+    history = _with_config(
+        _command(
+            commands,
+            "history",
+            "the push history of one SKU",
+            "The audit log of what stocksync pushed for a SKU, newest first: when (local time, "
+            "with its UTC offset), connection, location, from, to, outcome (applied, stale, or "
+            "Shopify's error code) and run. Reads the state file, changes nothing.",
+            [
+                "stocksync history -c stocksync.toml SKU-1042",
+                "stocksync history -c stocksync.toml SKU-1042 --connection eu-store --since 2d",
+                "stocksync history -c stocksync.toml SKU-1042 --since 2026-05-01",
+            ],
+            [
+                ("0", "the history was printed (or none is recorded)"),
+                ("1", "the state database is missing or unusable"),
+                EXIT_STATUS_COMMON[2],
+            ],
+        )
     )
-    demo.add_argument("--variants", type=int, default=200, help="catalogue size (>= 20)")
-    demo.add_argument("--events-per-second", type=float, default=1.0, help="live event rate")
-    demo.add_argument("--poll-interval", type=float, default=5.0, help="the daemon's poll (s)")
-    demo.add_argument("--port", type=int, default=0, help="the daemon's HTTP port (0 = free)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    history.add_argument("sku", metavar="SKU")
+    history.add_argument("--connection", metavar="NAME", help="only this connection's pushes")
+    history.add_argument(
+        "--since",
+        type=since_time,
+        metavar="WHEN",
+        help="only pushes from then on: 90m, 12h, 2d or 1w ago, or a local date or time "
+        "(2026-05-01, 2026-05-01T14:30)",
+    )
+    history.add_argument("--limit", type=_positive, default=100, help="most recent N pushes")
+    demo = _command(
+        commands,
+        "demo",
+        "run the daemon against built-in simulated Katana and Shopify",
+        "Start simulated Katana and Shopify on loopback with a seeded catalogue, run the real "
+        "daemon against them with a live stream of business events, and print a status line "
+        "every 5 s. The daemon's log goes to daemon.log in the demo folder (--verbose shows it "
+        "too); the folder is removed at the end unless --keep. Needs no accounts.",
+        ["stocksync demo", "stocksync demo --variants 1000 --duration 60 --keep"],
+        [
+            ("0", "stopped (Ctrl-C, SIGTERM), or with --duration: every level was in sync"),
+            ("1", "never fully in sync within --duration, or the daemon exited"),
+            ("2", "a usage error"),
+        ],
+    )
+    demo.add_argument(
+        "--variants",
+        type=_at_least(MIN_DEMO_VARIANTS),
+        default=200,
+        help=f"catalogue size (at least {MIN_DEMO_VARIANTS})",
+    )
+    demo.add_argument(
+        "--events-per-second", type=_at_least(0.0), default=1.0, help="live event rate"
+    )
+    demo.add_argument(
+        "--poll-interval", type=_at_least(1.0), default=5.0, help="the daemon's poll (s, >= 1)"
+    )
+    demo.add_argument("--port", type=_port, default=0, help="the daemon's HTTP port (0 = free)")
+    demo.add_argument("--duration", type=_positive_float, help="stop after this many seconds")
+    demo.add_argument("--verbose", action="store_true", help="show the daemon's log lines too")
+    demo.add_argument("--keep", action="store_true", help="keep the demo folder at the end")
+    init = _command(
+        commands,
+        "init",
+        "write the example config, units, dashboard and alerts into a folder",
+        "Write the files an installation needs, as a source checkout has them: "
+        "config/stocksync.example.toml, config/variant-map.example.csv, deploy/systemd/*, "
+        "deploy/prometheus/*, deploy/grafana/stocksync-dashboard.json, docs/operations.md and "
+        "LICENSE. The operations guide's /path/to/stocksync is then this folder.",
+        ["stocksync init /root/stocksync-files"],
+        [
+            ("0", "written"),
+            ("1", "a file is there already (nothing written; --force replaces), or no write"),
+            ("2", "a usage error"),
+        ],
+    )
+    init.add_argument("folder", type=Path, metavar="DIR")
+    init.add_argument("--force", action="store_true", help="replace files that exist")
     return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    examples: list[str],
+    exits: list[tuple[str, str]],
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help has a description, examples and its exit statuses."""
+    epilog = "\n".join(
+        [
+            "examples:",
+            *(f"  {example}" for example in examples),
+            "",
+            "exit status:",
+            *(f"  {code}  {meaning}" for code, meaning in exits),
+        ]
+    )
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, width=90),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _at_least(minimum: float) -> Callable[[str], Any]:
+    """An argparse type: a number not below `minimum` (an int when `minimum` is one)."""
+    kind: type[int] | type[float] = int if isinstance(minimum, int) else float
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    value: int = _at_least(1)(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(_at_least(0.0)(text))
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value: int = _at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {text}")
+    return value
 
 
 def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -83,6 +326,22 @@ def _with_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="the least severe log level written (default: [daemon] log_level, else info)",
     )
     return parser
+
+
+def since_time(text: str, *, now: datetime | None = None) -> datetime:
+    """--since: "90m", "2h", "3d", "1w" ago, or an ISO date or time (local unless it says)."""
+    now = now if now is not None else datetime.now(UTC)
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return now - timedelta(**{_AGO_UNITS[ago.group(2)]: int(ago.group(1))})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (say 90m, 12h, 2d, 1w, 2026-05-01 or 2026-05-01T14:30)"
+        ) from None
+    # A date or time without an offset is the operator's local time.
+    return (parsed if parsed.tzinfo is not None else parsed.astimezone()).astimezone(UTC)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -153,7 +412,27 @@ def _deferred(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def init(args: argparse.Namespace) -> int:
+    """`stocksync init DIR`: write the shipped files out; 1 when one exists (unless --force)."""
+    from daemon.share import FilesExist, write_files
+
+    try:
+        written = write_files(args.folder, force=args.force)
+    except FilesExist as exc:
+        for path in exc.paths:
+            print(f"stocksync: {path} exists", file=sys.stderr)
+        print("stocksync: nothing written; --force replaces them", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"stocksync: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS["check-config"] = check_config
+COMMANDS["init"] = init
 for _name, _function in {
     "run": "cmd_run",
     "sync-once": "cmd_sync_once",
