@@ -9,6 +9,7 @@ is parsed into a typed model; a malformed row is reported and skipped, never fat
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -54,8 +55,14 @@ Params = list[tuple[str, str]]
 
 API = "katana"
 PAGE_LIMIT = 250  # Katana's maximum; larger values are silently cut to it
-# A guard against a server that never says "last page": 25 million rows is far past any account.
-MAX_PAGES = 100_000
+# Every list read is bounded, so a server that never says "last page" (fresh rows on every
+# page) costs a failed cycle, not memory without end. Without a page count announced, at most
+# 2 million rows: several times the largest read stocksync is sized for (the stock of 100,000
+# variants at 3 locations is 300,000 rows).
+MAX_PAGES = 8_000
+# Rows added while a list is read push later rows onto new pages, so a read may run past the
+# page count its first page announced, by this many pages or a tenth, whichever is more.
+PAGE_MARGIN = 10
 # Variant ids per /inventory request: keeps URLs short (~1 kB) whatever the id width.
 INVENTORY_BATCH_SIZE = 100
 BACKOFF_BASE_SECONDS = 1.0
@@ -286,13 +293,25 @@ class KatanaClient:
         self, path: str, params: Params, clock: _Clock | None = None
     ) -> AsyncIterator[object]:
         previous: list[object] | None = None
-        for number in range(1, MAX_PAGES + 1):
+        limit, announced = MAX_PAGES, None
+        for number in itertools.count(1):
+            if number > limit:
+                # Never a silent truncation: the read fails, so the cycle does and is retried.
+                said = "" if announced is None else f" (its first page announced {announced})"
+                raise KatanaError(
+                    f"Katana GET {path} did not end after {limit} pages{said}: the list keeps "
+                    "growing; the read was abandoned"
+                )
             query = [*params, ("limit", str(PAGE_LIMIT)), ("page", str(number))]
             rows, headers = await self._get(path, query)
-            if number == 1 and clock is not None:
-                # The first page's answer is the earliest Katana time of the read: whatever
-                # changed after it is left for the next read to find.
-                clock.at = _server_time(headers.get("Date"))
+            if number == 1:
+                announced = _announced_pages(headers.get("X-Pagination"))
+                if announced is not None:
+                    limit = min(MAX_PAGES, announced + max(PAGE_MARGIN, announced // 10))
+                if clock is not None:
+                    # The first page's answer is the earliest Katana time of the read: whatever
+                    # changed after it is left for the next read to find.
+                    clock.at = _server_time(headers.get("Date"))
             if rows and rows == previous:
                 # The server ignored `page`: reading on would loop forever.
                 log.warning("katana_page_repeated", path=path, page=number)
@@ -302,7 +321,6 @@ class KatanaClient:
             if _is_last_page(number, rows, headers.get("X-Pagination")):
                 return
             previous = rows
-        raise KatanaError(f"Katana GET {path} did not end after {MAX_PAGES} pages")
 
     def _malformed(self, resource: str, exc: MalformedRow) -> None:
         if self._metrics is not None:
@@ -479,6 +497,18 @@ def _is_last_page(number: int, rows: list[object], header: str | None) -> bool:
             return False
     # No usable header: only a short page proves there is nothing after it.
     return len(rows) < PAGE_LIMIT
+
+
+def _announced_pages(header: str | None) -> int | None:
+    """How many pages an X-Pagination header says the list has (total_pages, or a last_page
+    given as a page number); None when it does not say."""
+    info = _pagination(header)
+    if info is None:
+        return None
+    last = _last_page(info.get("last_page"))
+    if isinstance(last, int) and not isinstance(last, bool):
+        return last
+    return _whole_number(info.get("total_pages"))
 
 
 def _pagination(header: str | None) -> dict[str, Any] | None:

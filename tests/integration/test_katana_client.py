@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from yarl import URL
 
 from daemon.domain.models import StockRow
+from daemon.katana import client as katana_client
 from daemon.katana.client import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
@@ -361,6 +362,60 @@ async def test_a_page_repeating_the_previous_one_ends_the_listing(
 
     assert len(rows) == 250
     assert len(katana.seen) == 2
+
+
+async def test_a_list_growing_on_every_page_fails_the_read_soon_after_the_announced_pages(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    # Fresh rows on every page and a page count that always says "one more": memory would grow
+    # without end. (The server gives up at page 400, so a client without the bound ends too.)
+    def endless(url: URL) -> Reply:
+        n = int(url.query["page"])
+        if n > 400:
+            return page([])
+        info = {"total_pages": str(n + 1), "page": str(n), "last_page": "false"}
+        return page([variant(n * 1000 + i) for i in range(250)], info)
+
+    katana.serve("/variants", endless)
+
+    with pytest.raises(KatanaError, match=r"did not end after 12 pages .*announced 2"):
+        await client.variants()
+    assert len(katana.seen) == 12
+
+
+async def test_a_list_that_grows_a_little_while_it_is_read_is_read_whole(
+    client: KatanaClient, katana: FakeKatana
+) -> None:
+    # Rows created during the read push the last ones onto pages the first page did not count.
+    def growing(url: URL) -> Reply:
+        n = int(url.query["page"])
+        info = {"total_pages": str(min(n + 2, 6)), "page": str(n), "last_page": str(n == 6)}
+        return page([variant(n * 1000 + i) for i in range(250 if n < 6 else 3)], info)
+
+    katana.serve("/variants", growing)
+
+    rows = await client.variants()
+
+    assert len(rows) == 5 * 250 + 3
+
+
+async def test_a_read_holds_at_most_two_million_rows_whatever_the_server_announces(
+    client: KatanaClient, katana: FakeKatana, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert katana_client.MAX_PAGES * katana_client.PAGE_LIMIT <= 2_000_000
+    # The same bound, made small enough to reach: a server announcing a million pages.
+    monkeypatch.setattr(katana_client, "MAX_PAGES", 30)
+
+    def huge(url: URL) -> Reply:
+        n = int(url.query["page"])
+        info = {"total_pages": "1000000", "page": str(n), "last_page": "false"}
+        return page([variant(n)], info)
+
+    katana.serve("/variants", huge)
+
+    with pytest.raises(KatanaError, match="did not end after 30 pages"):
+        await client.variants()
+    assert len(katana.seen) == 30
 
 
 async def test_a_bare_json_list_is_accepted_as_a_page(
