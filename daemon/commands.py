@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,13 @@ from daemon.config import ConfigError, Settings, load_settings
 from daemon.domain.mapping import LocationError, resolve_locations
 from daemon.katana.client import KatanaClient, KatanaError
 from daemon.katana.ratelimit import RateLimiter
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, redact
 from daemon.metrics import Metrics
-from daemon.reconcile import Reconciler, ReconciliationReport
 from daemon.runtime import build_shopify_clients, open_runtime
 from daemon.service import Daemon, settings_secrets
 from daemon.shopify.client import ShopifyError
 from daemon.store import StateError, StateStore
+from daemon.sync.reconcile import Reconciler, ReconciliationReport
 from daemon.tables import render_csv, render_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -49,6 +50,15 @@ def _settings(args: argparse.Namespace) -> Settings | None:
     return settings
 
 
+def _error(text: str) -> None:
+    """Print a line to stderr with every secret masked.
+
+    Error text comes from servers (a proxy may echo the request's credentials back), so it is
+    redacted exactly as the daemon's log lines are.
+    """
+    print(redact(text), file=sys.stderr)
+
+
 def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
     """Load settings, run `work`, map failures to exit codes with a one-line reason."""
     settings = _settings(args)
@@ -57,15 +67,27 @@ def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.
     try:
         return asyncio.run(work(settings))
     except KeyError as exc:
-        print(f"stocksync: {exc.args[0]}", file=sys.stderr)
+        _error(f"stocksync: {exc.args[0]}")
         return EXIT_USAGE
     except (KatanaError, ShopifyError, StateError, OSError, TimeoutError) as exc:
-        print(f"stocksync: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _error(f"stocksync: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    except Exception:
+        # A bug: the traceback helps, but Python would print it unredacted.
+        _error(f"stocksync: unexpected error\n{traceback.format_exc()}")
         return EXIT_FAILED
 
 
 def check_online(settings: Settings) -> int:
     """`check-config --online`: credentials work and every configured location exists."""
+
+    # The clients' log lines and the problems below may carry server text: redact both.
+    configure_logging(
+        settings.daemon.log_format,
+        level=settings.daemon.log_level,
+        stream=sys.stderr,
+        secrets=settings_secrets(settings),
+    )
 
     async def work() -> list[str]:
         # No state database is opened: checking a config must not create or touch it.
@@ -118,7 +140,7 @@ def check_online(settings: Settings) -> int:
     except (StateError, OSError, TimeoutError) as exc:
         problems = [f"{type(exc).__name__}: {exc}"]
     for problem in problems:
-        print(problem, file=sys.stderr)
+        _error(problem)
     return EXIT_FAILED if problems else EXIT_OK
 
 
@@ -153,7 +175,7 @@ def cmd_sync_once(args: argparse.Namespace) -> int:
         print(render_table(["connection", "kind", "planned", "applied", "rejected", "state"], rows))
         for c in report.connections:
             for error in c.errors:
-                print(f"{c.name}: {error}", file=sys.stderr)
+                _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return _guard(work, args)
@@ -186,7 +208,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def work(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
-            report = await Reconciler(runtime.engine, _progress()).run(
+            report = await Reconciler.of(runtime.engine, _progress()).run(
                 connection=args.connection, dry_run=args.dry_run
             )
         if args.dry_run:
@@ -201,7 +223,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                     + (" (held by the safety valve)" if c.outcome.held else "")
                 )
                 for error in c.outcome.errors:
-                    print(f"{c.name}: {error}", file=sys.stderr)
+                    _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
     return _guard(work, args)
@@ -212,7 +234,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     async def work(settings: Settings) -> int:
         async with open_runtime(settings) as runtime:
-            report = await Reconciler(runtime.engine, _progress()).run(
+            report = await Reconciler.of(runtime.engine, _progress()).run(
                 connection=args.connection, dry_run=True, full=True
             )
         _print_differences(report)
@@ -340,6 +362,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         port=args.port,
         duration=args.duration,
+        verbose=args.verbose,
+        keep=args.keep,
     )
     try:
         return asyncio.run(run_demo(options))

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 import aiohttp
 
 from daemon import __version__
-from daemon.config import ConnectionSettings, KatanaSettings, Settings
-from daemon.engine import Engine
+from daemon.config import ConnectionSettings, Settings
 from daemon.katana.client import KatanaClient
 from daemon.katana.ratelimit import RateLimiter
 from daemon.metrics import Metrics
 from daemon.shopify.auth import ClientCredentialsToken, StaticToken, TokenProvider
 from daemon.shopify.client import ShopifyClient
 from daemon.store import StateStore
+from daemon.sync.context import Clients
+from daemon.sync.engine import DEFAULT_TUNING, Engine, Tuning
 
 USER_AGENT = f"stocksync/{__version__}"
 
@@ -36,23 +37,29 @@ class Runtime:
     limiter: RateLimiter
     engine: Engine
 
-    def shopify_clients(self, settings: Settings) -> dict[str, ShopifyClient]:
-        """Fresh Shopify clients for every connection of `settings` (after a reload)."""
-        return build_shopify_clients(self.shopify_session, settings.connections, self.metrics)
-
-    def katana_client(self, katana: KatanaSettings) -> KatanaClient:
-        """A Katana client for these settings, on the runtime's session (after a reload)."""
+    def clients(self, settings: Settings) -> Clients:
+        """Fresh API clients for `settings` on the runtime's sessions (for a reload)."""
         # Katana's budget is per account: keep the limiter's window across reloads unless the
         # budget itself changed.
-        if katana.requests_per_minute != self.limiter.requests_per_minute:
-            self.limiter = RateLimiter(katana.requests_per_minute)
-        return KatanaClient(
-            self.katana_session,
-            katana.base_url,
-            katana.api_key,
-            self.limiter,
-            metrics=self.metrics,
+        if settings.katana.requests_per_minute != self.limiter.requests_per_minute:
+            self.limiter = RateLimiter(settings.katana.requests_per_minute)
+        return build_clients(
+            settings, self.katana_session, self.shopify_session, self.limiter, self.metrics
         )
+
+
+def build_clients(
+    settings: Settings,
+    katana_session: aiohttp.ClientSession,
+    shopify_session: aiohttp.ClientSession,
+    limiter: RateLimiter,
+    metrics: Metrics,
+) -> Clients:
+    """The Katana client and one Shopify client per connection for `settings`."""
+    katana = KatanaClient(
+        katana_session, settings.katana.base_url, settings.katana.api_key, limiter, metrics=metrics
+    )
+    return Clients(katana, build_shopify_clients(shopify_session, settings.connections, metrics))
 
 
 def build_shopify_clients(
@@ -94,7 +101,7 @@ def _session() -> aiohttp.ClientSession:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, metrics: Metrics | None = None
+    settings: Settings, *, metrics: Metrics | None = None, tuning: Tuning = DEFAULT_TUNING
 ) -> AsyncIterator[Runtime]:
     """Open the store and the API sessions; close them in reverse order, once."""
     metrics = metrics if metrics is not None else Metrics(process=False)
@@ -104,19 +111,7 @@ async def open_runtime(
         katana_session = await stack.enter_async_context(_session())
         shopify_session = await stack.enter_async_context(_session())
         limiter = RateLimiter(settings.katana.requests_per_minute)
-        katana = KatanaClient(
-            katana_session,
-            settings.katana.base_url,
-            settings.katana.api_key,
-            limiter,
-            metrics=metrics,
-        )
-        engine = Engine(
-            settings,
-            store,
-            katana,
-            build_shopify_clients(shopify_session, settings.connections, metrics),
-            metrics,
-        )
+        clients = build_clients(settings, katana_session, shopify_session, limiter, metrics)
+        engine = Engine(settings, store, clients, metrics, tuning=tuning)
         await engine.start()
         yield Runtime(store, metrics, katana_session, shopify_session, limiter, engine)

@@ -23,18 +23,19 @@ from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.domain.mapping import LocationError
-from daemon.engine import CycleReport, sustainable_poll_interval
 from daemon.http import Health, ListenError, build_app, start_http
 from daemon.katana.client import KatanaError
 from daemon.logs import HealthLog, add_secrets
 from daemon.metrics import Metrics
-from daemon.reconcile import NIGHTLY, Reconciler, previous_fire_time
 from daemon.runtime import Runtime, open_runtime
 from daemon.sdnotify import Notifier
 from daemon.shopify.client import ShopifyError
 from daemon.status.model import StatusModel, StatusSources
 from daemon.status.routes import StatusRoutes
 from daemon.store import StateError
+from daemon.sync.reconcile import NIGHTLY, Reconciler, previous_fire_time
+from daemon.sync.report import CycleReport
+from daemon.sync.sources import sustainable_poll_interval
 from daemon.webhooks import katana_webhook
 
 log = structlog.get_logger(__name__)
@@ -112,7 +113,7 @@ class Daemon:
         try:
             async with open_runtime(self.settings, metrics=self.metrics) as runtime:
                 self._runtime = runtime
-                self._reconciler = Reconciler(runtime.engine)
+                self._reconciler = Reconciler.of(runtime.engine)
                 webhook = None
                 if self.settings.webhooks.enabled and self.settings.webhooks.token is not None:
                     webhook = katana_webhook(self.settings.webhooks.token, self.poll_now)
@@ -296,9 +297,8 @@ class Daemon:
         add_secrets(settings_secrets(new))
         runtime = self._runtime
         async with self._work:
-            runtime.engine.katana = runtime.katana_client(new.katana)
             try:
-                await runtime.engine.apply_settings(new, runtime.shopify_clients(new))
+                await runtime.engine.apply(new, runtime.clients(new))
             except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
                 # The configuration is valid; the catalogue is re-read by the next cycle.
                 log.warning("reload_catalogue_refresh_failed", error=str(exc))

@@ -24,13 +24,14 @@ from daemon.domain.models import KatanaVariant, Problem, Quantity
 from daemon.domain.plan import desired_levels
 from daemon.domain.quantity import QuantityPolicy, available, kit_potential
 from daemon.domain.stock import StockTable
-from daemon.engine import CycleReport, Engine
 from daemon.katana.client import KatanaError
 from daemon.logs import Outage
-from daemon.mappings import ConnectionMapping
 from daemon.metrics import Metrics
-from daemon.reconcile import NIGHTLY
 from daemon.store import AuditEntry
+from daemon.sync.engine import Engine
+from daemon.sync.mappings import ConnectionMapping
+from daemon.sync.reconcile import NIGHTLY
+from daemon.sync.report import CycleReport
 
 # Problem rows shown per group; the counts always cover every row, and the SKU filter is
 # applied before the cap, so a search finds rows beyond it.

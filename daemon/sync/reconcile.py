@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -19,11 +19,14 @@ import structlog
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConnectionSettings
-from daemon.domain.models import LevelKey, PlannedPush, SnapshotEntry
-from daemon.domain.plan import plan_pushes
+from daemon.domain.models import DesiredLevel, LevelKey, PlannedPush, SnapshotEntry
 from daemon.domain.stock import StockTable
-from daemon.engine import ConnectionOutcome, Engine, full_sync_chunks
-from daemon.mappings import ConnectionMapping
+from daemon.sync.catalogue import CatalogueKeeper
+from daemon.sync.context import SyncContext
+from daemon.sync.engine import Engine
+from daemon.sync.levels import ChunkPlan, LevelSync
+from daemon.sync.mappings import ConnectionMapping
+from daemon.sync.report import ConnectionOutcome
 
 log = structlog.get_logger(__name__)
 
@@ -70,12 +73,26 @@ class ReconciliationReport:
 
 
 class Reconciler:
-    """Runs reconciliations through the engine's catalogue, pusher and store."""
+    """Runs reconciliations with the parts of a sync it needs: the settings and clients in
+    force, the catalogues, and the one push entry point."""
 
-    def __init__(self, engine: Engine, progress: Callable[[str], None] | None = None) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        ctx: SyncContext,
+        keeper: CatalogueKeeper,
+        levels: LevelSync,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._keeper = keeper
+        self._levels = levels
         # Told each phase of a long run (an operator's terminal shows it; the daemon does not).
         self._progress = progress or (lambda _phase: None)
+
+    @classmethod
+    def of(cls, engine: Engine, progress: Callable[[str], None] | None = None) -> Reconciler:
+        """A reconciler working with `engine`'s parts."""
+        return cls(engine.context, engine.keeper, engine.levels, progress)
 
     async def run(
         self,
@@ -85,31 +102,30 @@ class Reconciler:
         full: bool | None = None,
     ) -> ReconciliationReport:
         """Reconcile one connection (or every eligible one) now."""
-        engine = self.engine
-        settings = engine.settings
+        ctx = self._ctx
+        settings = ctx.settings
         full = settings.reconciliation.full if full is None else full
         report = ReconciliationReport(run_id=uuid.uuid4().hex[:12], dry_run=dry_run, full=full)
         if connection is not None:
             targets = [settings.connection(connection)]
         else:
-            targets = list(settings.connections) if dry_run else engine.enabled()
-        store = engine.store
+            targets = list(settings.connections) if dry_run else ctx.enabled()
+        store = ctx.store
         run_row = None if dry_run else await store.start_run(NIGHTLY, connection)
         ok = False
         try:
             with structlog.contextvars.bound_contextvars(run_id=report.run_id):
                 self._progress("reading the Katana and Shopify catalogues")
                 if full:
-                    await engine.refresh_shopify_catalogues()
-                else:
-                    await engine.prepare()
+                    self._keeper.forget_remote()
+                await self._keeper.prepare()
                 lookback = timedelta(hours=settings.reconciliation.lookback_hours)
-                recent = await self._recent_order_variants(engine.now() - lookback)
+                recent = await self._recent_order_variants(ctx.now() - lookback)
                 self._progress(
                     "reading Katana stock of "
                     + ("every variant" if full else f"{len(recent)} recently ordered variants")
                 )
-                stock = await self._read_stock(None if full else recent)
+                stock = await ctx.katana.inventory(None if full else recent)
                 for conn in targets:
                     report.connections.append(
                         await self._reconcile_connection(conn, recent, stock, report)
@@ -120,9 +136,9 @@ class Reconciler:
                 drift = sum(c.drift for c in report.connections)
                 await store.finish_run(run_row, ok=ok, drift=drift)
         if not dry_run:
-            engine.metrics.reconciliation_runs.labels(result="success" if ok else "error").inc()
+            ctx.metrics.reconciliation_runs.labels(result="success" if ok else "error").inc()
             if ok:
-                engine.metrics.reconciliation_last_success.set(time.time())
+                ctx.metrics.reconciliation_last_success.set(time.time())
         log.info(
             "reconciliation_done",
             dry_run=dry_run,
@@ -134,14 +150,11 @@ class Reconciler:
         return report
 
     async def _recent_order_variants(self, since: datetime) -> set[int]:
-        engine = self.engine
-        changes = await engine.katana.changes("sales_orders", since)
+        changes = await self._ctx.katana.changes("sales_orders", since)
         variants = {c.variant_id for c in changes}
-        assert engine.catalogue is not None
-        return variants | engine.catalogue.kits_using(variants)
-
-    async def _read_stock(self, variant_ids: set[int] | None) -> StockTable:
-        return await self.engine.katana.inventory(variant_ids)
+        catalogue = self._keeper.catalogue
+        assert catalogue is not None
+        return variants | catalogue.kits_using(variants)
 
     async def _reconcile_connection(
         self,
@@ -150,74 +163,88 @@ class Reconciler:
         stock: StockTable,
         report: ReconciliationReport,
     ) -> ConnectionReconciliation:
-        engine = self.engine
         result = ConnectionReconciliation(name=conn.name)
         if not conn.sync_inventory and not report.dry_run:
             result.skipped = "sync_inventory is off"
             return result
-        mapping = await engine.mapping_for(conn)
-        if report.full:
-            # The whole catalogue, a chunk at a time like a full sync: desired levels, Shopify's
-            # levels and the snapshot are held for one chunk, only the (small) plan for all.
-            chunks = full_sync_chunks(mapping)
-        else:
-            chunks = [sorted(recent & set(mapping.table.targets))]
-        plan: list[PlannedPush] = []
-        baseline: dict[LevelKey, SnapshotEntry] = {}
-        for number, chunk in enumerate(chunks, start=1):
-            desired, _ = await engine.desired(mapping, stock, chunk)
-            result.considered += len(desired)
-            snapshot = await engine.store.snapshot(
-                conn.name, {d.inventory_item_id for d in desired}
-            )
+        mapping = await self._keeper.mapping_for(conn)
+        # (a) recent orders: pushed even when nothing moved (force past the diff), against the
+        # snapshot; (b) full: the whole catalogue, a chunk at a time like a full sync, diffed
+        # against what Shopify shows now.
+        only = None if report.full else recent & mapping.table.targets.keys()
+        chunks = self._levels.chunks(mapping, only)
+        seen = 0
+        against = self._shopify_levels if report.full else None
+
+        def observe(plan: ChunkPlan) -> None:
+            nonlocal seen
+            seen += 1
             if report.full:
                 self._progress(
-                    f"{conn.name}: comparing {len(desired)} levels with Shopify "
-                    f"(part {number} of {len(chunks)})"
+                    f"{conn.name}: compared {len(plan.levels)} levels with Shopify "
+                    f"(part {seen} of {len(chunks)})"
                 )
-                # The plan is diffed against what Shopify shows now.
-                against = await self._shopify_levels(mapping, [d.key for d in desired])
-                result.not_stocked += sum(1 for d in desired if d.key not in against)
-                # Drift = Shopify holds something other than what stocksync last pushed there.
-                result.drift += sum(
-                    1
-                    for key, entry in against.items()
-                    if (last := snapshot.get(key)) is not None
-                    and not last.in_flight
-                    and last.quantity is not None
-                    and last.quantity != entry.quantity
-                )
-                part = plan_pushes(desired, against)
-            else:
-                # The overnight run pushes even when nothing moved: force past the diff.
-                against = snapshot
-                part = plan_pushes(desired, snapshot, force=True)
-            result.differences.extend(_differences(part, against, snapshot))
-            plan.extend(part)
-            baseline.update((p.key, against[p.key]) for p in part if p.key in against)
+                result.not_stocked += sum(1 for d in plan.levels if d.key not in plan.baseline)
+                result.drift += drift(plan.snapshot, plan.baseline)
+            result.considered += len(plan.levels)
+            result.differences.extend(_differences(plan.pushes, plan.baseline, plan.snapshot))
+
         if report.dry_run:
+            for chunk in chunks:
+                observe(
+                    await self._levels.plan(
+                        mapping, stock, chunk, force=not report.full, against=against, note=False
+                    )
+                )
             return result
-        result.outcome = ConnectionOutcome(name=conn.name, considered=result.considered)
-        self._progress(f"{conn.name}: pushing {len(plan)} levels")
-        await engine.execute(mapping, plan, baseline, report.run_id, result.outcome)
-        engine.metrics.reconciliation_drift.labels(connection=conn.name).inc(result.drift)
+        result.outcome = ConnectionOutcome(name=conn.name)
+        self._progress(f"{conn.name}: planning and pushing")
+        await self._levels.push(
+            mapping,
+            stock,
+            only,
+            run_id=report.run_id,
+            outcome=result.outcome,
+            force=not report.full,
+            against=against,
+            observe=observe,
+        )
+        self._ctx.metrics.reconciliation_drift.labels(connection=conn.name).inc(result.drift)
         return result
 
     async def _shopify_levels(
-        self, mapping: ConnectionMapping, keys: Sequence[LevelKey]
+        self, mapping: ConnectionMapping, levels: Sequence[DesiredLevel]
     ) -> dict[LevelKey, SnapshotEntry]:
-        items = sorted({k[0] for k in keys})
-        locations = sorted({k[1] for k in keys})
+        items = sorted({d.inventory_item_id for d in levels})
+        locations = sorted({d.location_id for d in levels})
         if not items:
             return {}
-        actual = await self.engine.shopify[mapping.name].available_levels(items, locations)
+        actual = await self._ctx.shopify[mapping.name].available_levels(items, locations)
         return {k: SnapshotEntry(quantity=q) for k, q in actual.items() if q is not None}
+
+
+def drift(
+    snapshot: Mapping[LevelKey, SnapshotEntry], shopify: Mapping[LevelKey, SnapshotEntry]
+) -> int:
+    """Levels Shopify shows otherwise than stocksync last pushed (a manual edit in Shopify).
+
+    Levels in flight are never in a plan (their request is settled first), so they are not
+    counted here either: `stocksync plan` and the drift counter agree.
+    """
+    return sum(
+        1
+        for key, entry in shopify.items()
+        if (last := snapshot.get(key)) is not None
+        and not last.in_flight
+        and last.quantity is not None
+        and last.quantity != entry.quantity
+    )
 
 
 def _differences(
     plan: Sequence[PlannedPush],
-    baseline: dict[LevelKey, SnapshotEntry],
-    snapshot: dict[LevelKey, SnapshotEntry],
+    baseline: Mapping[LevelKey, SnapshotEntry],
+    snapshot: Mapping[LevelKey, SnapshotEntry],
 ) -> list[LevelDifference]:
     out = []
     for p in plan:

@@ -18,11 +18,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from daemon.mappings import ConnectionMapping
 from daemon.metrics import Metrics
-from daemon.pusher import Pusher, PushReport
 from daemon.shopify.client import ShopifyClient
 from daemon.store import StateStore
+from daemon.sync.mappings import ConnectionMapping
+from daemon.sync.pusher import Pusher, PushReport
 
 log = structlog.get_logger(__name__)
 

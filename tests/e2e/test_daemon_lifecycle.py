@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.reconcile import NIGHTLY
 from daemon.store import StateStore
+from daemon.sync.reconcile import NIGHTLY
 from tests.e2e.conftest import NotifyListener, World, wait_until
 
 pytestmark = pytest.mark.e2e

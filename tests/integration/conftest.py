@@ -11,12 +11,13 @@ import pytest
 
 from daemon.config import Settings, load_settings
 from daemon.domain.models import ShopifyVariant
-from daemon.engine import CycleReport
 from daemon.metrics import Metrics
 from daemon.runtime import Runtime, open_runtime
 from daemon.sim.harness import SimulatorUrls, run_simulators
 from daemon.sim.katana import KatanaSim
 from daemon.sim.shopify import ShopifySim
+from daemon.sync.engine import DEFAULT_TUNING, Tuning
+from daemon.sync.report import CycleReport
 
 KATANA_KEY = "katana-test-key-0001"
 SHOPIFY_TOKEN = "shpat_test_token_0001"
@@ -93,14 +94,20 @@ sync_inventory = {"true" if sync else "false"}
         return load_settings(path, {"KATANA_API_KEY": KATANA_KEY, "SHOPIFY_TOKEN": SHOPIFY_TOKEN})
 
     @asynccontextmanager
-    async def runtime(self, settings: Settings | None = None) -> AsyncIterator[Runtime]:
+    async def runtime(
+        self, settings: Settings | None = None, tuning: Tuning = DEFAULT_TUNING
+    ) -> AsyncIterator[Runtime]:
         """The daemon's runtime (store, clients, engine) against this world."""
-        async with open_runtime(settings or self.settings(), metrics=self.metrics) as runtime:
+        async with open_runtime(
+            settings or self.settings(), metrics=self.metrics, tuning=tuning
+        ) as runtime:
             yield runtime
 
-    async def cycle(self, settings: Settings | None = None) -> CycleReport:
+    async def cycle(
+        self, settings: Settings | None = None, tuning: Tuning = DEFAULT_TUNING
+    ) -> CycleReport:
         """One cycle with a fresh runtime (as `stocksync sync-once` does)."""
-        async with self.runtime(settings) as runtime:
+        async with self.runtime(settings, tuning) as runtime:
             return await runtime.engine.cycle()
 
     def set_calls(self) -> int:

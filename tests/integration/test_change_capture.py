@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon import engine as engine_module
 from daemon.domain.models import ShopifyVariant
 from daemon.katana.models import DELTA_SOURCES
 from daemon.runtime import Runtime
 from daemon.sim.harness import run_simulators
 from daemon.sim.katana import KatanaSim, ProductSpec
 from daemon.sim.shopify import ShopifySim
+from daemon.sync import sources
 from tests.integration.conftest import KATANA_KEY, SHOPIFY_TOKEN, World
 
 QUIET = timedelta(minutes=5)  # longer than the cursors' overlap
@@ -411,8 +411,8 @@ async def test_a_removed_bom_row_is_found_by_the_periodic_full_bom_read(
         assert world.levels(twin) == (1, 1)  # glue is the scarcest
         world.katana.delete_bom_row(glue_row)  # potential 2 now; nothing else records it
         # The last full BOM read is now older than the interval.
-        due = runtime.engine.now() - engine_module.BOM_FULL_READ_INTERVAL
-        await runtime.store.record_changes({}, {engine_module.BOM_FULL_READ_CURSOR: due}, [])
+        due = runtime.engine.now() - sources.BOM_FULL_READ_INTERVAL
+        await runtime.store.record_changes({}, {sources.BOM_FULL_READ_CURSOR: due}, [])
 
         await runtime.engine.cycle()
 
@@ -465,7 +465,7 @@ async def test_an_idle_cycle_after_a_burst_reads_one_page_per_source(
         made = Counter(world.katana.requests_by_path) - before
 
     assert made == Counter(polled_paths())
-    assert sum(made.values()) == engine_module.IDLE_CYCLE_REQUESTS
+    assert sum(made.values()) == sources.IDLE_CYCLE_REQUESTS
 
 
 async def test_a_change_committed_late_within_the_overlap_is_not_skipped(

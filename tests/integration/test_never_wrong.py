@@ -11,7 +11,8 @@ import asyncio
 import pytest
 
 from daemon.domain.models import ShopifyVariant
-from daemon.engine import CycleReport, park_backoff
+from daemon.sync.levels import park_backoff
+from daemon.sync.report import CycleReport
 from tests.integration.conftest import World
 
 # Short enough to wait out in a test: how long Shopify may still apply a lost push.
@@ -295,7 +296,8 @@ async def test_reload_retries_parked_levels(world: World) -> None:
         await runtime.engine.cycle()
         assert world.levels(twin) == (3, 0)  # still parked
 
-        await runtime.engine.apply_settings(world.settings(LATE_PUSH), runtime.engine.shopify)
+        settings = world.settings(LATE_PUSH)
+        await runtime.engine.apply(settings, runtime.clients(settings))
         await runtime.engine.cycle()
 
     assert world.levels(twin) == (3, 3)

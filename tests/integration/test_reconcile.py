@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon import engine as engine_module
-from daemon.reconcile import Reconciler
+from daemon.sync.engine import Tuning
+from daemon.sync.reconcile import Reconciler
 from tests.integration.conftest import World
 
 
@@ -24,7 +24,7 @@ async def test_overnight_run_pushes_recent_sales_order_variants_without_stock_mo
         world.shop.set_available_manually(twin.inventory_item_id, world.shop_main, 50)
         world.shop.set_available_manually(other.inventory_item_id, world.shop_main, 50)
 
-        report = await Reconciler(runtime.engine).run(full=False)
+        report = await Reconciler.of(runtime.engine).run(full=False)
 
     assert report.ok
     assert world.levels(twin) == (8, 8)
@@ -38,7 +38,7 @@ async def test_full_reconciliation_overwrites_drift_and_counts_it(world: World) 
         await runtime.engine.cycle()
         world.shop.set_available_manually(twin.inventory_item_id, world.shop_pop_up, 1)
 
-        report = await Reconciler(runtime.engine).run(full=True)
+        report = await Reconciler.of(runtime.engine).run(full=True)
 
     assert report.connections[0].drift == 1
     assert world.levels(twin) == (5, 5)
@@ -54,15 +54,14 @@ async def test_full_reconciliation_overwrites_drift_and_counts_it(world: World) 
 async def test_full_reconciliation_compares_the_catalogue_chunk_by_chunk(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
     twins = [world.product(f"PART{i}", stock=3)[1] for i in range(5)]
-    async with world.runtime() as runtime:
+    async with world.runtime(tuning=Tuning(full_sync_chunk=2)) as runtime:
         await runtime.engine.cycle()
         for twin in twins:
             assert twin is not None
             world.shop.set_available_manually(twin.inventory_item_id, world.shop_main, 9)
 
-        report = await Reconciler(runtime.engine).run(full=True)
+        report = await Reconciler.of(runtime.engine).run(full=True)
 
     assert report.connections[0].drift == 5  # spread over 3 chunks of up to 2 variants
     assert report.connections[0].considered == 10
@@ -73,7 +72,7 @@ async def test_dry_run_reports_differences_and_writes_nothing(world: World) -> N
     _, twin = world.product("DRY", stock=5)
     assert twin is not None
     async with world.runtime() as runtime:
-        report = await Reconciler(runtime.engine).run(full=True, dry_run=True)
+        report = await Reconciler.of(runtime.engine).run(full=True, dry_run=True)
 
     assert {(d.sku, d.desired) for d in report.connections[0].differences} == {("DRY", 5)}
     assert world.set_calls() == 0
@@ -86,6 +85,6 @@ async def test_full_reconciliation_maps_shopify_variants_created_since_start(wor
         await runtime.engine.cycle()
         late = world.shop.add_variant("LATE")
 
-        await Reconciler(runtime.engine).run(full=True)
+        await Reconciler.of(runtime.engine).run(full=True)
 
     assert world.levels(late) == (3, 3)

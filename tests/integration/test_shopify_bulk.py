@@ -24,12 +24,12 @@ from yarl import URL
 
 from daemon.domain.models import ShopifyVariant
 from daemon.metrics import Metrics
-from daemon.reconcile import Reconciler
 from daemon.secrets import Secret
 from daemon.shopify import bulk, queries
 from daemon.shopify.auth import StaticToken
 from daemon.shopify.client import ShopifyClient, ShopifyError, ShopifyUnavailable
 from daemon.sim.shopify import BulkDownload, ShopifySim
+from daemon.sync.reconcile import Reconciler
 from tests.aioresponses_compat import CompatResponse
 from tests.helpers import FakeTime
 from tests.integration.conftest import World
@@ -493,7 +493,7 @@ async def test_full_reconciliation_above_the_configured_threshold_reads_levels_i
         await runtime.engine.cycle()
         world.shop.set_available_manually(twin.inventory_item_id, world.shop_pop_up, 1)
 
-        report = await Reconciler(runtime.engine).run(full=True)
+        report = await Reconciler.of(runtime.engine).run(full=True)
 
     assert report.connections[0].drift == 1
     assert world.levels(twin) == (5, 5)

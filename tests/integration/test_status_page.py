@@ -19,15 +19,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from daemon.engine import CycleReport
 from daemon.http import Health, build_app
 from daemon.katana.client import KatanaUnavailable
 from daemon.logs import HealthLog
-from daemon.reconcile import Reconciler
 from daemon.runtime import Runtime
 from daemon.secrets import Secret
 from daemon.status.model import StatusModel, StatusSources, StockCache
 from daemon.status.routes import StatusRoutes
+from daemon.sync.reconcile import Reconciler
+from daemon.sync.report import CycleReport
 from tests.integration.conftest import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -358,7 +358,7 @@ async def test_the_last_reconciliation_and_its_drift_are_shown(world: World) -> 
     async with world.runtime() as runtime:
         await runtime.engine.cycle()
         world.shop.set_available_manually(twin.inventory_item_id, world.shop_main, 40)
-        await Reconciler(runtime.engine).run()
+        await Reconciler.of(runtime.engine).run()
         async with status_client(world, runtime) as client:
             body = await status_json(client)
 
@@ -498,7 +498,7 @@ async def test_every_status_json_field_is_documented_in_operations_md(world: Wor
     settings = world.settings("min_drop_count = 1\nmax_drop_fraction = 0.1\n")
     async with world.runtime(settings) as runtime:
         await runtime.engine.cycle()
-        await Reconciler(runtime.engine).run()
+        await Reconciler.of(runtime.engine).run()
         world.katana.adjust_stock(component, world.warehouse, -10)
         await runtime.engine.cycle()  # held: the hold's fields appear
         world.metrics.activity.lag("shop", datetime.now(UTC).timestamp(), 1.0)

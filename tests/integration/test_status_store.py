@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from daemon.reconcile import NIGHTLY
 from daemon.store import StateStore
+from daemon.sync.reconcile import NIGHTLY
 
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

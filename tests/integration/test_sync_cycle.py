@@ -5,15 +5,15 @@ Each test names the rule (seed or PRODUCT.md) it proves, checked on Shopify's en
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from daemon import engine as engine_module
 from daemon.domain.models import LevelKey
 from daemon.katana.models import KatanaVariantRow
 from daemon.shopify import client as shopify_client
 from daemon.store import StateStore
+from daemon.sync.engine import Tuning
 from tests.integration.conftest import World
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -292,13 +292,10 @@ async def test_safety_valve_holds_a_mass_drop_until_released(world: World) -> No
         assert all(world.levels(t) == (0, 0) for _, t in variants if t)
 
 
-async def test_full_sync_pushes_every_variant_chunk_by_chunk(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
+async def test_full_sync_pushes_every_variant_chunk_by_chunk(world: World) -> None:
     variants = [world.product(f"V{i}", stock=i + 1) for i in range(5)]
 
-    report = await world.cycle()
+    report = await world.cycle(tuning=Tuning(full_sync_chunk=2))
 
     assert report.ok
     assert report.connections[0].full_sync
@@ -312,10 +309,9 @@ async def test_safety_valve_judges_a_whole_full_sync_not_each_chunk(
 ) -> None:
     # 2 variants per chunk: each chunk alone drops 4 levels, below min_drop_count = 5;
     # the whole full sync drops 8 of 8, which must hold the connection before any push.
-    monkeypatch.setattr(engine_module, "FULL_SYNC_CHUNK", 2)
     settings = world.settings("min_drop_count = 5\nmax_drop_fraction = 0.5\n")
     variants = [world.product(f"V{i}", stock=5) for i in range(4)]
-    async with world.runtime(settings) as runtime:
+    async with world.runtime(settings, Tuning(full_sync_chunk=2)) as runtime:
         await runtime.engine.cycle()
         for variant_id, _ in variants:
             world.katana.adjust_stock(variant_id, world.warehouse, -5)
@@ -440,10 +436,9 @@ async def test_idle_cycles_read_no_katana_stock_and_write_nothing(world: World) 
 async def test_a_cold_start_reads_the_katana_catalogue_batch_by_batch(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(engine_module, "CATALOGUE_WRITE_BATCH", 2)
     variants = [world.product(f"V{i}", stock=i + 1) for i in range(5)]
 
-    report = await world.cycle()
+    report = await world.cycle(tuning=Tuning(catalogue_write_batch=2))
 
     assert report.ok
     assert all(world.levels(t) == (i + 1, i + 1) for i, (_, t) in enumerate(variants) if t)
@@ -461,8 +456,6 @@ async def test_a_catalogue_read_cut_short_is_read_again_in_full(
     _, second = world.product("B", stock=7)
     # The delta polls look no further back than the cycle's start: only a full read of the
     # catalogue can find B.
-    monkeypatch.setattr(engine_module, "BOOTSTRAP_LOOKBACK", timedelta(0))
-    monkeypatch.setattr(engine_module, "CURSOR_OVERLAP", timedelta(0))
     # An earlier cold start stored part of the catalogue, then died before it was complete.
     store = await StateStore.open(world.settings().daemon.state_path)
     try:
@@ -470,7 +463,7 @@ async def test_a_catalogue_read_cut_short_is_read_again_in_full(
     finally:
         await store.close()
 
-    report = await world.cycle()
+    report = await world.cycle(tuning=Tuning(cursor_overlap=0, bootstrap_lookback=0))
 
     assert report.ok
     assert second is not None

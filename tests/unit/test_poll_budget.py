@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.engine import IDLE_CYCLE_REQUESTS, sustainable_poll_interval
+from daemon.sync.sources import IDLE_CYCLE_REQUESTS, sustainable_poll_interval
 
 
 def test_sustainable_poll_interval_fits_idle_cycles_in_katanas_budget() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from daemon.reconcile import previous_fire_time
+from daemon.sync.reconcile import previous_fire_time
 
 
 def test_previous_fire_time_is_the_last_scheduled_run_before_now() -> None:
