@@ -91,6 +91,12 @@ def add_secrets(values: Iterable[str | Secret]) -> None:
     _secrets.add(values)
 
 
+def redact(text: str) -> str:
+    """`text` with every registered secret value masked, for output that is not a log line
+    (what the one-shot commands print): the same redaction the log pipeline applies."""
+    return _redact_text(text, _secrets.pattern)
+
+
 def _redact_text(text: str, pattern: re.Pattern[str] | None) -> str:
     return text if pattern is None else pattern.sub(REDACTED, text)
 

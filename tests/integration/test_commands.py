@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from tests.integration.conftest import KATANA_KEY, SHOPIFY_TOKEN, World
 
@@ -195,3 +200,93 @@ async def test_check_config_online_says_a_deactivated_location_is_deactivated(
     assert run.code == 1
     assert f"Shopify location {world.shop_pop_up} (Pop-up) is deactivated" in run.err
     assert "does not exist" not in run.err
+
+
+def _levels(err: str) -> set[str]:
+    return {json.loads(line)["level"] for line in err.splitlines() if line.startswith("{")}
+
+
+async def test_log_level_option_drops_lines_below_it(world: World) -> None:
+    world.product("QUIET", stock=1)
+    world.settings()
+
+    default = await stocksync(world, "sync-once")
+    quiet = await stocksync(world, "sync-once", "--log-level", "warning")
+
+    assert default.code == quiet.code == 0
+    assert "info" in _levels(default.err)
+    assert _levels(quiet.err) <= {"warning", "error", "critical"}
+
+
+async def test_log_level_config_key_sets_the_level_and_the_option_wins(world: World) -> None:
+    world.product("QUIET", stock=1)
+    world.settings()
+    path = world.folder / "stocksync.toml"
+    path.write_text(path.read_text().replace("[daemon]\n", '[daemon]\nlog_level = "warning"\n'))
+
+    from_config = await stocksync(world, "sync-once")
+    overridden = await stocksync(world, "sync-once", "--log-level", "debug")
+
+    assert _levels(from_config.err) <= {"warning", "error", "critical"}
+    assert "debug" in _levels(overridden.err)
+
+
+@asynccontextmanager
+async def echoing_gateway() -> AsyncIterator[str]:
+    """A server that refuses every request (HTTP 400) and echoes the request's headers, as a
+    misconfigured proxy or gateway may: credentials included. Yields its base URL."""
+
+    async def echo(request: web.Request) -> web.Response:
+        said = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+        if request.path.endswith("/graphql.json"):
+            # GraphQL reports errors in the body of a 200 answer.
+            return web.json_response({"errors": [{"message": f"rejected request with {said}"}]})
+        return web.json_response({"message": f"rejected request with {said}"}, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def _point_at(world: World, old_url: str, new_url: str) -> None:
+    path = world.folder / "stocksync.toml"
+    path.write_text(path.read_text().replace(old_url, new_url))
+
+
+async def test_one_shot_commands_never_print_a_credential_a_server_echoes(world: World) -> None:
+    world.product("ECHO", stock=1)
+    world.settings()
+    async with echoing_gateway() as gateway:
+        _point_at(world, world.urls.katana, gateway + "/v1")
+        runs = {
+            command: await stocksync(world, *command.split())
+            for command in ("sync-once", "plan", "check-config --online")
+        }
+
+    for command, run in runs.items():
+        assert run.code == 1, (command, run.err)
+        assert "rejected request with" in run.err, command  # the server's text is shown...
+        assert KATANA_KEY not in run.out + run.err, command  # ...without the key it echoed
+        assert "Bearer ***" in run.err, command
+
+
+async def test_check_config_online_never_prints_a_shopify_token_a_server_echoes(
+    world: World,
+) -> None:
+    world.settings()
+    async with echoing_gateway() as gateway:
+        _point_at(world, world.urls.shopify[0], gateway)
+        run = await stocksync(world, "check-config", "--online")
+
+    assert run.code == 1, run.err
+    assert "katana: OK" in run.out
+    assert "rejected request with" in run.err
+    assert SHOPIFY_TOKEN not in run.out + run.err
+    assert "X-Shopify-Access-Token: ***" in run.err
