@@ -70,7 +70,9 @@ def ago(at: datetime | None, now: datetime) -> str:
     """`at` and how long before `now` it was."""
     if at is None:
         return clock(None)
-    return f'{clock(at)} <span class="ago">({duration((now - at).total_seconds())} ago)</span>'
+    # A read finished a moment after the page's clock was taken is "0 s", not "-0.0 s".
+    seconds = max(0.0, (now - at).total_seconds())
+    return f'{clock(at)} <span class="ago">({duration(seconds)} ago)</span>'
 
 
 def sku_link(sku: str | None) -> str:
@@ -117,7 +119,7 @@ def _overview(status: Status) -> str:
 
 
 def _connection(conn: ConnectionStatus, now: datetime) -> str:
-    since = f" since {ago(conn.since, now)}" if conn.since is not None else ""
+    since = f' <span class="since">Since {ago(conn.since, now)}.</span>' if conn.since else ""
     parts = [
         f'<article class="card state-{esc(conn.state)}" data-connection="{esc(conn.name)}" '
         f'data-state="{esc(conn.state)}">',
@@ -442,6 +444,8 @@ def render_page(status: Status, *, nonce: str) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
+        # An empty icon: otherwise every browser asks for /favicon.ico (a 404 in the console).
+        '<link rel="icon" href="data:,">'
         f"<title>{esc(title)}</title>"
         f'<style nonce="{esc(nonce)}">{STYLE}</style></head><body>'
         '<header><h1><a href="/status">stocksync</a> <small>Katana → Shopify stock</small></h1>'
