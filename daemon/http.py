@@ -43,10 +43,13 @@ class Health:
     """Readiness state: when the last poll cycle succeeded, on a monotonic clock."""
 
     def __init__(
-        self, poll_interval: float, *, clock: Callable[[], float] = time.monotonic
+        self,
+        poll_interval: float | Callable[[], float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # Mutable on purpose: a config reload may change the poll interval.
-        self.poll_interval = poll_interval
+        # Read when asked: a config reload may change the poll interval.
+        self._poll_interval = poll_interval
         self.last_success: float | None = None
         self._clock = clock
 
@@ -59,7 +62,8 @@ class Health:
         if self.last_success is None:
             return False, "not ready: no successful poll yet"
         age = self._clock() - self.last_success
-        limit = READY_INTERVALS * self.poll_interval
+        interval = self._poll_interval
+        limit = READY_INTERVALS * (interval() if callable(interval) else interval)
         if age > limit:
             return False, f"not ready: last successful poll {age:.0f} s ago (limit {limit:g} s)"
         return True, f"ready: last successful poll {age:.0f} s ago"

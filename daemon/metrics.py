@@ -287,6 +287,16 @@ class Metrics:
             for resource in MALFORMED_RESOURCES[api]:
                 self.malformed_rows.labels(api=api, resource=resource)
 
+    def requests_done(self) -> float:
+        """How many API requests have completed so far, any API, any status (the watchdog's
+        sign of work moving)."""
+        return sum(
+            sample.value
+            for metric in self.api_requests.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+
     def connection_started(self, connection: str) -> None:
         """Create a connection's labelled children so they export 0 before any sample."""
         self.quantities_pushed.labels(connection=connection)

@@ -113,5 +113,8 @@ async def open_runtime(
         limiter = RateLimiter(settings.katana.requests_per_minute)
         clients = build_clients(settings, katana_session, shopify_session, limiter, metrics)
         engine = Engine(settings, store, clients, metrics, tuning=tuning)
+        # From here the engine's context is the only holder of the settings: this frame, alive
+        # as long as the runtime, must not keep them past a reload.
+        del settings
         await engine.start()
         yield Runtime(store, metrics, katana_session, shopify_session, limiter, engine)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -24,7 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from daemon.config import ConfigError, Settings, load_settings
 from daemon.domain.mapping import LocationError
 from daemon.http import Health, ListenError, build_app, start_http
-from daemon.katana.client import KatanaError
+from daemon.katana.client import KatanaClient, KatanaError
 from daemon.logs import HealthLog, add_secrets
 from daemon.metrics import Metrics
 from daemon.runtime import Runtime, open_runtime
@@ -33,9 +34,11 @@ from daemon.shopify.client import ShopifyError
 from daemon.status.model import StatusModel, StatusSources
 from daemon.status.routes import StatusRoutes
 from daemon.store import StateError
+from daemon.sync.mappings import connection_locations
 from daemon.sync.reconcile import NIGHTLY, Reconciler, previous_fire_time
 from daemon.sync.report import CycleReport
 from daemon.sync.sources import sustainable_poll_interval
+from daemon.watchdog import Watchdog
 from daemon.webhooks import katana_webhook
 
 log = structlog.get_logger(__name__)
@@ -64,10 +67,13 @@ class Daemon:
 
     def __init__(self, config_path: Path, settings: Settings) -> None:
         self.config_path = config_path
-        self.settings = settings
+        # Until the runtime opens; from then on the engine's context is the only holder of the
+        # settings in force (a reload swaps them there, in one call).
+        self._initial: Settings | None = settings
         self.metrics = Metrics()
-        self.health = Health(poll_interval=settings.daemon.poll_interval_seconds)
+        self.health = Health(poll_interval=lambda: self.settings.daemon.poll_interval_seconds)
         self.notifier = Notifier.from_environment()
+        self._watchdog: Watchdog | None = None
         self.health_log = HealthLog()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -75,13 +81,20 @@ class Daemon:
         self._signals = 0
         self._work = asyncio.Lock()
         self._ready_sent = False
-        self._progress = time.monotonic()
         self._runtime: Runtime | None = None
         self._reconciler: Reconciler | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # The latest completed cycle's report (the status page shows per-connection errors).
         self.last_report: CycleReport | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+        if self._runtime is not None:
+            return self._runtime.engine.settings
+        assert self._initial is not None
+        return self._initial
 
     # ---------------------------------------------------------------- signals
 
@@ -112,7 +125,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         try:
             async with open_runtime(self.settings, metrics=self.metrics) as runtime:
-                self._runtime = runtime
+                self._runtime, self._initial = runtime, None
                 self._reconciler = Reconciler.of(runtime.engine)
                 webhook = None
                 if self.settings.webhooks.enabled and self.settings.webhooks.token is not None:
@@ -133,7 +146,7 @@ class Daemon:
                         self.metrics.reconciliation_last_success.set(last.timestamp())
                     self._start_scheduler()
                     await self._catch_up_reconciliation()
-                    self._spawn(self._heartbeat())
+                    self._start_watchdog()
                     self._warn_if_poll_outruns_katana()
                     log.info(
                         "daemon_started",
@@ -144,11 +157,7 @@ class Daemon:
                     )
                     await self._main_loop()
                 finally:
-                    self.notifier.stopping()
-                    await self._shutdown_scheduler()
-                    for task in self._tasks:
-                        task.cancel()
-                    await http.cleanup()
+                    await self._shutdown(http)
         except StateError as exc:
             log.error("state_unusable", error=str(exc))
             return 1
@@ -182,12 +191,16 @@ class Daemon:
             if self._reload_requested:
                 self._reload_requested = False
                 await self._reload()
+            self._turned(idle=False)
             cycle = asyncio.create_task(self._cycle())
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait({cycle, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not cycle.done():
-                await self._drain(cycle)
             stop.cancel()
+            if not cycle.done():
+                # Stopping mid-cycle: systemd hears it at once, then the cycle gets its budget.
+                self.notifier.stopping()
+                await self._drain(cycle)
+            self._turned(idle=True)
             if self._stop.is_set():
                 break
             self._wake.clear()
@@ -195,6 +208,29 @@ class Daemon:
                 await asyncio.wait_for(
                     self._wake.wait(), timeout=self.settings.daemon.poll_interval_seconds
                 )
+
+    def _turned(self, *, idle: bool) -> None:
+        """The main loop made progress: about to run a cycle, or waiting for the next one."""
+        if self._watchdog is not None:
+            self._watchdog.idle(idle)
+
+    async def _shutdown(self, http: web.AppRunner) -> None:
+        """Phased, as uvicorn does: stop intake, drain with a bound, await every task, close."""
+        self.notifier.stopping()
+        # 1. Intake: no new connections (webhooks, scrapes), no new reconciliation jobs.
+        for site in list(http.sites):
+            await site.stop()
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        # 2. Drain: a reconciliation still running gets the shutdown budget (the main loop
+        # drained its own cycle already).
+        await self._shutdown_scheduler()
+        # 3. Every task this daemon started is cancelled and awaited, not left to the loop.
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # 4. Close what is left (open connections, the app).
+        await http.cleanup()
 
     async def _drain(self, task: asyncio.Task[Any]) -> None:
         """Give an in-flight cycle the shutdown budget to finish, then cancel it."""
@@ -211,7 +247,6 @@ class Daemon:
     async def _cycle(self) -> None:
         assert self._runtime is not None
         async with self._work:
-            self._progress = time.monotonic()
             try:
                 report = await self._runtime.engine.cycle()
             except (KatanaError, ShopifyError, LocationError, OSError, TimeoutError) as exc:
@@ -224,8 +259,6 @@ class Daemon:
                 self.metrics.poll_cycles.labels(result="error").inc()
                 log.exception("cycle_crashed", error=repr(exc))
                 return
-            finally:
-                self._progress = time.monotonic()
         self._cycle_done(report)
 
     def _status_routes(self, runtime: Runtime) -> StatusRoutes:
@@ -267,17 +300,13 @@ class Daemon:
             self.notifier.ready()
             self.notifier.status("in sync")
 
-    async def _heartbeat(self) -> None:
-        """WATCHDOG=1 while the main loop makes progress (a cycle started or ended recently)."""
+    def _start_watchdog(self) -> None:
+        """WATCHDOG=1 while the daemon makes progress (see daemon/watchdog.py)."""
         interval = self.notifier.watchdog_interval
         if interval is None:
             return
-        # A long full sync is progress too; only a loop stuck far beyond it stops the pings.
-        stuck_after = max(3600.0, 10 * self.settings.daemon.poll_interval_seconds)
-        while True:
-            await asyncio.sleep(interval)
-            if self._work.locked() or time.monotonic() - self._progress < stuck_after:
-                self.notifier.watchdog()
+        self._watchdog = Watchdog(self.notifier.watchdog, interval, self.metrics.requests_done)
+        self._spawn(self._watchdog.run())
 
     # ---------------------------------------------------------------- reload
 
@@ -287,23 +316,32 @@ class Daemon:
         try:
             new = load_settings(self.config_path)
         except ConfigError as exc:
-            self.metrics.config_reloads.labels(result="error").inc()
-            log.error("config_reload_rejected", errors=exc.errors, kept="previous configuration")
-            self.notifier.ready()
+            self._reject_reload(exc.errors)
             return
-        restart_only = _restart_only_changes(self.settings, new)
-        if restart_only:
-            log.warning("config_change_needs_restart", keys=restart_only)
-        add_secrets(settings_secrets(new))
         runtime = self._runtime
         async with self._work:
+            unknown = await self._unknown_locations(new)
+            if unknown:
+                # Valid TOML naming a Katana location that does not exist: applied, it would
+                # stop those connections; the running configuration is kept instead.
+                self._reject_reload(unknown)
+                return
+            restart_only = _restart_only_changes(self.settings, new)
+            if restart_only:
+                log.warning("config_change_needs_restart", keys=restart_only)
+            add_secrets(settings_secrets(new))
+            previous = self.settings
             try:
                 await runtime.engine.apply(new, runtime.clients(new))
             except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
                 # The configuration is valid; the catalogue is re-read by the next cycle.
                 log.warning("reload_catalogue_refresh_failed", error=str(exc))
-        self.settings = new
-        self.health.poll_interval = new.daemon.poll_interval_seconds
+            except Exception as exc:
+                # A bug must not end the daemon on a reload: back to what ran before.
+                log.exception("config_reload_failed", error=repr(exc))
+                await self._restore(previous)
+                self._reject_reload([f"{self.config_path}: could not be applied: {exc!r}"])
+                return
         self._reschedule()
         self.metrics.config_reloads.labels(result="success").inc()
         log.info(
@@ -312,6 +350,53 @@ class Daemon:
             disabled=[c.name for c in new.connections if not c.sync_inventory],
         )
         self.notifier.ready()
+
+    def _reject_reload(self, errors: list[str]) -> None:
+        self.metrics.config_reloads.labels(result="error").inc()
+        log.error("config_reload_rejected", errors=errors, kept="previous configuration")
+        self.notifier.ready()
+
+    async def _unknown_locations(self, new: Settings) -> list[str]:
+        """A problem line for each connection of `new` (sync on) naming a Katana location that
+        does not exist; none when Katana cannot be asked now."""
+        assert self._runtime is not None
+        runtime = self._runtime
+        # Two attempts, not six: a reload waits on this, and the check is only a precaution.
+        katana = KatanaClient(
+            runtime.katana_session,
+            new.katana.base_url,
+            new.katana.api_key,
+            runtime.limiter,
+            metrics=self.metrics,
+            max_attempts=2,
+        )
+        try:
+            locations = await katana.locations()
+        except (KatanaError, OSError, TimeoutError) as exc:
+            # The reload goes ahead; a connection whose locations turn out unknown then waits,
+            # reported, while the others sync (daemon/sync/catalogue.py).
+            log.warning("reload_locations_unchecked", error=str(exc))
+            return []
+        problems = []
+        for conn in new.connections:
+            if not conn.sync_inventory:
+                continue
+            try:
+                connection_locations(conn, locations)
+            except LocationError as exc:
+                problems.append(f"{self.config_path}: connections.{conn.name}.locations: {exc}")
+        return problems
+
+    async def _restore(self, previous: Settings) -> None:
+        """Put the configuration that ran before a failed reload back in force."""
+        assert self._runtime is not None
+        runtime = self._runtime
+        try:
+            await runtime.engine.apply(previous, runtime.clients(previous))
+        except (KatanaError, ShopifyError, OSError, TimeoutError) as exc:
+            log.warning("reload_catalogue_refresh_failed", error=str(exc))
+        except Exception as exc:
+            log.exception("config_restore_failed", error=repr(exc))
 
     # ---------------------------------------------------------------- reconciliation
 
@@ -379,7 +464,6 @@ class Daemon:
     async def _shutdown_scheduler(self) -> None:
         if self._scheduler is None:
             return
-        self._scheduler.pause()
         # Let a running reconciliation finish its current batches, within the drain budget.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(

@@ -187,17 +187,18 @@ async def test_readyz_recovers_with_the_next_successful_poll(
     assert (await client.get("/readyz")).status == 200
 
 
-async def test_readyz_follows_a_reloaded_poll_interval(
-    client: TestClient[web.Request, web.Application], health: Health, clock: FakeClock
-) -> None:
+async def test_readyz_follows_a_reloaded_poll_interval(clock: FakeClock) -> None:
+    interval = [POLL_INTERVAL]
+    health = Health(lambda: interval[0], clock=clock)
     health.mark_success()
     clock.now += 60
-    health.poll_interval = 10.0
+    interval[0] = 10.0  # the reload swapped the settings: readiness reads the new interval
 
-    response = await client.get("/readyz")
+    async with TestClient(TestServer(build_app(Metrics(process=False), health))) as client:
+        response = await client.get("/readyz")
 
-    assert response.status == 503
-    assert await response.text() == "not ready: last successful poll 60 s ago (limit 30 s)"
+        assert response.status == 503
+        assert await response.text() == "not ready: last successful poll 60 s ago (limit 30 s)"
 
 
 async def test_katana_webhook_is_404_without_a_handler(
