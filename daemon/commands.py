@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import ConfigError, Settings, UnknownConnection, load_settings
 from daemon.domain.mapping import LocationError, resolve_locations
 from daemon.katana.client import KatanaClient, KatanaError
 from daemon.katana.ratelimit import RateLimiter
@@ -66,10 +66,10 @@ def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.
         return EXIT_USAGE
     try:
         return asyncio.run(work(settings))
-    except KeyError as exc:
+    except UnknownConnection as exc:
         _error(f"stocksync: {exc.args[0]}")
         return EXIT_USAGE
-    except (KatanaError, ShopifyError, StateError, OSError, TimeoutError) as exc:
+    except (KatanaError, ShopifyError, StateError, LocationError, OSError, TimeoutError) as exc:
         _error(f"stocksync: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     except Exception:
@@ -238,7 +238,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 connection=args.connection, dry_run=True, full=True
             )
         _print_differences(report)
-        return EXIT_OK
+        # A connection that could not be planned (its Katana locations do not resolve).
+        for c in report.connections:
+            for error in c.outcome.errors if c.outcome is not None else ():
+                _error(f"{c.name}: {error}")
+        return EXIT_OK if report.ok else EXIT_FAILED
 
     return _guard(work, args)
 

@@ -67,6 +67,10 @@ _SHOPIFY_SECRET_PREFIXES = ("shpat_", "shpca_", "shppa_", "shpss_")
 _NUMERIC_WEEKDAY = re.compile(r"(?:^|[,-])[0-9]")
 
 
+class UnknownConnection(LookupError):
+    """A command named a connection the configuration does not have (a usage error)."""
+
+
 class ConfigError(Exception):
     """The configuration or a variant map is invalid; `errors` lists every problem found."""
 
@@ -176,12 +180,12 @@ class Settings:
     connections: tuple[ConnectionSettings, ...]
 
     def connection(self, name: str) -> ConnectionSettings:
-        """The connection with this name; KeyError listing the known names otherwise."""
+        """The connection with this name; UnknownConnection listing the known names otherwise."""
         for conn in self.connections:
             if conn.name == name:
                 return conn
         known = ", ".join(c.name for c in self.connections) or "none"
-        raise KeyError(f"no connection named {name!r} (known: {known})")
+        raise UnknownConnection(f"no connection named {name!r} (known: {known})")
 
 
 # --------------------------------------------------------------------------- entry points

@@ -1199,11 +1199,6 @@ class StateStore:
 
     # -- per-item problems, reported once ----------------------------------------------------
 
-    async def note_problem(self, connection: str, subject: str, kind: str, detail: str) -> bool:
-        """Record a problem; True if it is new or its kind/detail changed (log it), else False."""
-        fresh = await self.note_problems(connection, [Problem(kind, subject, detail)])
-        return bool(fresh)
-
     async def note_problems(self, connection: str, problems: Iterable[Problem]) -> list[Problem]:
         """Record many problems in one transaction; return those new or changed (to log)."""
         latest = {p.subject: p for p in problems}  # one situation per subject: the last wins

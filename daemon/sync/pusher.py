@@ -41,10 +41,6 @@ class PushReport:
     stale_overwrites: int = 0
     errors: list[str] = field(default_factory=list)
 
-    @property
-    def failed(self) -> bool:
-        return bool(self.errors)
-
 
 class _Journal:
     """Records one batch's requests in the store as the Shopify client sends them."""

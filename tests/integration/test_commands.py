@@ -125,6 +125,15 @@ async def test_reconcile_never_writes_to_a_connection_whose_sync_is_off(world: W
     assert world.set_calls() == 0
 
 
+async def test_an_unknown_connection_name_is_a_usage_error_not_a_failure(world: World) -> None:
+    world.settings()
+
+    run = await stocksync(world, "reconcile", "--connection", "nope")
+
+    assert run.code == 2
+    assert "no connection named 'nope' (known: shop)" in run.err
+
+
 async def test_mappings_reports_mapped_unmapped_shadowed_and_untracked_as_csv(
     world: World,
 ) -> None:

@@ -115,7 +115,7 @@ async def test_everything_survives_close_and_reopen(db_path: Path, clock: FakeCl
     await s.set_connection_synced("shop", T0)
     await s.mark_in_flight("shop", [(ITEM, LOC)])
     await s.record_pushed("shop", "run-1", [PushResult(push(), "applied")])
-    await s.note_problem("shop", "SKU-9", "untracked", "not tracked")
+    bool(await s.note_problems("shop", [Problem("untracked", "SKU-9", "not tracked")]))
     await s.hold("shop", "too many drops")
     run = await s.start_run("reconcile", "shop")
     await s.finish_run(run, ok=True, drift=2)
@@ -129,7 +129,10 @@ async def test_everything_survives_close_and_reopen(db_path: Path, clock: FakeCl
         assert await s.connection_synced("shop") == T0
         assert await s.snapshot("shop") == {(ITEM, LOC): SnapshotEntry(5, False)}
         assert [e.outcome for e in await s.history("SKU-1")] == ["applied"]
-        assert await s.note_problem("shop", "SKU-9", "untracked", "not tracked") is False
+        assert (
+            bool(await s.note_problems("shop", [Problem("untracked", "SKU-9", "not tracked")]))
+            is False
+        )
         assert await s.holds() == {"shop": "too many drops"}
         assert await s.last_successful_run("reconcile") == T0
         assert set((await s.catalogue()).variants) == {1}
@@ -573,20 +576,38 @@ async def test_a_snapshot_of_300k_levels_round_trips(db_path: Path) -> None:
 
 
 async def test_a_problem_is_reported_once_until_its_situation_changes(store: StateStore) -> None:
-    assert await store.note_problem("shop", "SKU-1", "untracked", "tracked = false") is True
-    assert await store.note_problem("shop", "SKU-1", "untracked", "tracked = false") is False
-    assert await store.note_problem("shop", "SKU-1", "untracked", "other detail") is True
-    assert await store.note_problem("shop", "SKU-1", "rejected", "other detail") is True
-    assert await store.note_problem("other", "SKU-1", "rejected", "other detail") is True
+    assert (
+        bool(await store.note_problems("shop", [Problem("untracked", "SKU-1", "tracked = false")]))
+        is True
+    )
+    assert (
+        bool(await store.note_problems("shop", [Problem("untracked", "SKU-1", "tracked = false")]))
+        is False
+    )
+    assert (
+        bool(await store.note_problems("shop", [Problem("untracked", "SKU-1", "other detail")]))
+        is True
+    )
+    assert (
+        bool(await store.note_problems("shop", [Problem("rejected", "SKU-1", "other detail")]))
+        is True
+    )
+    assert (
+        bool(await store.note_problems("other", [Problem("rejected", "SKU-1", "other detail")]))
+        is True
+    )
     await store.clear_problems("shop", ["SKU-1"])
-    assert await store.note_problem("shop", "SKU-1", "rejected", "other detail") is True
+    assert (
+        bool(await store.note_problems("shop", [Problem("rejected", "SKU-1", "other detail")]))
+        is True
+    )
 
 
 async def test_note_problems_returns_only_new_or_changed_ones(store: StateStore) -> None:
     old = Problem("untracked", "SKU-1", "tracked = false")
     await store.note_problems("shop", [old])
     changed = Problem("untracked", "SKU-2", "x")
-    await store.note_problem("shop", "SKU-2", "untracked", "y")
+    bool(await store.note_problems("shop", [Problem("untracked", "SKU-2", "y")]))
     new = Problem("duplicate_sku", "SKU-3", "two variants")
     assert await store.note_problems("shop", [old, changed, new]) == [changed, new]
     assert await store.problems("shop") == {"SKU-1": old, "SKU-2": changed, "SKU-3": new}

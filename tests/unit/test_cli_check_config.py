@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -173,9 +174,7 @@ def test_every_documented_command_is_parsed() -> None:
     assert parser.parse_args(["demo"]).command == "demo"
 
 
-def test_a_command_not_wired_in_this_build_exits_2(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delitem(COMMANDS, "mappings", raising=False)
-    assert main(["mappings", "-c", "x.toml"]) == 2
-    assert capsys.readouterr().err == "stocksync: mappings is not available in this build\n"
+def test_every_subcommand_the_parser_accepts_has_a_command_to_run() -> None:
+    parser = build_parser()
+    [subparsers] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(subparsers.choices) == set(COMMANDS)

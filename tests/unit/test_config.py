@@ -13,6 +13,7 @@ from daemon.config import (
     LocationMapping,
     Secret,
     Settings,
+    UnknownConnection,
     load_settings,
     load_variant_map,
 )
@@ -163,7 +164,7 @@ def test_settings_are_immutable(tmp_path: Path) -> None:
 def test_connection_lookup_by_name_and_unknown_name_lists_known_names(tmp_path: Path) -> None:
     settings = load(tmp_path)
     assert settings.connection("eu").name == "eu"
-    with pytest.raises(KeyError, match=r"'us'.*known: eu"):
+    with pytest.raises(UnknownConnection, match=r"'us'.*known: eu"):
         settings.connection("us")
 
 
