@@ -19,15 +19,15 @@ from typing import Any
 
 from daemon import __version__
 from daemon.config import ConnectionSettings
-from daemon.domain.mapping import MappingTable, normalize_sku
-from daemon.domain.models import KatanaVariant, Problem, Quantity
+from daemon.domain.mapping import normalize_sku
+from daemon.domain.models import KatanaVariant, LevelKey, Problem, Quantity
 from daemon.domain.plan import desired_levels
 from daemon.domain.quantity import QuantityPolicy, available, kit_potential
 from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaError
 from daemon.logs import Outage
 from daemon.metrics import Metrics
-from daemon.store import AuditEntry
+from daemon.store import AuditEntry, Parked
 from daemon.sync.engine import Engine
 from daemon.sync.mappings import ConnectionMapping
 from daemon.sync.reconcile import NIGHTLY
@@ -427,31 +427,23 @@ class StockCache:
             del self._done[next(iter(self._done))]
 
 
-class _SkuIndex:
-    """Which SKU a problem's subject concerns, for one mapping table (built once per table)."""
+class _MappingFacts:
+    """What the page derives from one connection mapping, worked out once per mapping (a
+    mapping is replaced, never changed, when the catalogue or config changes)."""
 
-    def __init__(self, table: MappingTable) -> None:
-        self.table = table
-        self._items: dict[str, str | None] | None = None
+    def __init__(self, mapping: ConnectionMapping) -> None:
+        self.mapping = mapping
+        table = mapping.table
+        # O(catalogue): 100,000 mapped variants take ~40 ms, too much for every refresh.
+        self.mapped_levels = mapping.mapped_levels
+        self.problems = table.problems()
         self._variants: dict[str, str | None] = {v.id: v.sku for v in table.untracked}
-        self.mapping_problems = table.problems()
         # A Katana variant whose only twins are untracked is "unmapped" too; the untracked row
         # already says why it does not sync.
         self.untracked_skus = {normalize_sku(v.sku) for v in table.untracked} - {None}
 
-    def item_sku(self, item: str) -> str | None:
-        if self._items is None:
-            # Built on the first rejected level only: it walks every mapped Shopify variant.
-            items: dict[str, str | None] = {}
-            for targets in self.table.targets.values():
-                for target in targets:
-                    items[target.inventory_item_id] = target.sku
-            for target in self.table.untracked:
-                items[target.inventory_item_id] = target.sku
-            self._items = items
-        return self._items.get(item)
-
     def variant_sku(self, shopify_variant: str) -> str | None:
+        """The SKU of an untracked Shopify variant."""
         return self._variants.get(shopify_variant)
 
 
@@ -461,10 +453,24 @@ class _SkuIndex:
 class StatusModel:
     """Builds a Status from the daemon's live objects; holds only caches."""
 
-    def __init__(self, sources: StatusSources, *, stock_cache: StockCache | None = None) -> None:
+    def __init__(
+        self,
+        sources: StatusSources,
+        *,
+        stock_cache: StockCache | None = None,
+        stock_reader: StockReader | None = None,
+    ) -> None:
         self.sources = sources
         self.stock_cache = stock_cache if stock_cache is not None else StockCache()
-        self._sku_indexes: dict[str, _SkuIndex] = {}
+        # Katana's /inventory for a SKU view's variants; the engine's client (read when asked,
+        # as a reload replaces it) unless given.
+        self._stock_reader = stock_reader
+        self._facts: dict[str, _MappingFacts] = {}
+
+    async def _read_stock(self, variant_ids: Collection[int]) -> StockTable:
+        if self._stock_reader is not None:
+            return await self._stock_reader(variant_ids)
+        return await self.sources.engine.katana.inventory(variant_ids)
 
     async def gather(
         self,
@@ -590,7 +596,7 @@ class StatusModel:
                 scope="all connections" if run.connection is None else "this connection",
             ),
             mapped_variants=None if mapping is None else len(mapping.table.targets),
-            mapped_levels=None if mapping is None else mapping.mapped_levels,
+            mapped_levels=None if mapping is None else self._facts_of(mapping).mapped_levels,
             problem_counts=counts,
             activity=[
                 ActivityStep(
@@ -613,25 +619,32 @@ class StatusModel:
 
     # ------------------------------------------------------------------ problems
 
-    def _index(self, mapping: ConnectionMapping) -> _SkuIndex:
-        index = self._sku_indexes.get(mapping.name)
-        if index is None or index.table is not mapping.table:
-            index = self._sku_indexes[mapping.name] = _SkuIndex(mapping.table)
-        return index
+    def _facts_of(self, mapping: ConnectionMapping) -> _MappingFacts:
+        facts = self._facts.get(mapping.name)
+        if facts is None or facts.mapping is not mapping:
+            facts = self._facts[mapping.name] = _MappingFacts(mapping)
+        return facts
 
-    def _problem_rows(self, name: str, stored: Mapping[str, Problem]) -> Iterator[ProblemRow]:
+    async def _connection_problems(self, name: str) -> Iterator[ProblemRow]:
+        """Every current problem of a connection, read from the store and its mapping."""
+        store = self.sources.engine.store
+        return self._problem_rows(name, await store.problems(name), await store.parked(name))
+
+    def _problem_rows(
+        self, name: str, stored: Mapping[str, Problem], parked: Mapping[LevelKey, Parked]
+    ) -> Iterator[ProblemRow]:
         """Every problem of a connection: those recorded, and those of its current mapping."""
         engine = self.sources.engine
         variants = engine.katana_variants()
         mapping = engine.mappings.get(name)
-        index = None if mapping is None else self._index(mapping)
+        facts = None if mapping is None else self._facts_of(mapping)
         problems: Iterable[Problem] = stored.values()
-        if index is not None:
+        if facts is not None:
             # The mapping is the truth for its own problems: the recorded ones are a log that a
             # later cycle may have cleared (or not yet written).
             problems = [
                 *(p for p in stored.values() if p.kind not in _MAPPING_KINDS),
-                *index.mapping_problems,
+                *facts.problems,
             ]
         for problem in problems:
             subject = problem.subject
@@ -641,9 +654,16 @@ class StatusModel:
                 sku = None if variant is None else variant.sku
             elif "@" in subject:
                 item, _, where = subject.partition("@")
-                sku = None if index is None else index.item_sku(item)
-            elif index is not None:
-                sku = index.variant_sku(subject)
+                rejected = parked.get((item, where))
+                if rejected is None:
+                    # A rejection is recorded once and kept; the level is parked only while
+                    # Shopify still refuses it. Unparked, it was taken since (or is being
+                    # pushed at a new value): no longer a problem.
+                    continue
+                variant = variants.get(rejected.katana_variant_id)
+                sku = None if variant is None else variant.sku
+            elif facts is not None:
+                sku = facts.variant_sku(subject)
             yield ProblemRow(
                 connection=name,
                 group=group_of(problem.kind),
@@ -654,11 +674,11 @@ class StatusModel:
                 reason=reason_for(problem.kind),
                 detail=problem.detail,
             )
-        if mapping is not None and index is not None:
+        if mapping is not None and facts is not None:
             for variant_id in mapping.table.unmapped_katana:
                 variant = variants.get(variant_id)
                 sku = None if variant is None else variant.sku
-                if sku is not None and normalize_sku(sku) in index.untracked_skus:
+                if sku is not None and normalize_sku(sku) in facts.untracked_skus:
                     continue
                 if variant_id in mapping.table.shadowed:
                     continue  # its shadowed_sku row says why
@@ -683,9 +703,8 @@ class StatusModel:
         matching: dict[str, list[tuple[str, str, str, ProblemRow]]] = {key: [] for key in GROUPS}
         counts: dict[str, dict[str, int]] = {}
         for conn in engine.settings.connections:
-            stored = await engine.store.problems(conn.name)
             per_group = counts.setdefault(conn.name, dict.fromkeys(GROUPS, 0))
-            for row in self._problem_rows(conn.name, stored):
+            for row in await self._connection_problems(conn.name):
                 group = groups[row.group]
                 group.total += 1
                 per_group[row.group] += 1
@@ -712,12 +731,12 @@ class StatusModel:
         stock, read_at, error = (None, None, None)
         if matches:
             stock, read_at, error = await self.stock_cache.read(
-                [v.id for v in matches], lambda ids: engine.katana.inventory(ids)
+                [v.id for v in matches], self._read_stock
             )
         problems = [
             row
             for conn in engine.settings.connections
-            for row in self._problem_rows(conn.name, await engine.store.problems(conn.name))
+            for row in await self._connection_problems(conn.name)
             if row.sku is not None and normalize_sku(row.sku) == wanted
         ]
         variants = [await self._sku_variant(v, stock, read_at, error, problems) for v in matches]

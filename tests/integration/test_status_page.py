@@ -524,3 +524,22 @@ async def test_a_shadowed_variant_stays_listed_after_its_stock_changes(world: Wo
 
     assert [r["subject"] for r in group(body, "shadowed")["rows"]] == [f"katana_variant:{older}"]
     assert group(body, "unmapped")["total"] == 0
+
+
+async def test_a_rejected_level_leaves_the_problems_once_shopify_takes_it(world: World) -> None:
+    [variant_id] = world.katana.add_product("Pop-up missing", ["NOT-STOCKED"])
+    world.katana.set_stock(variant_id, world.warehouse, 3)
+    twin = world.shop.add_variant("NOT-STOCKED", stocked_at=[world.shop_main])
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        async with status_client(world, runtime) as client:
+            rejected = await status_json(client)
+            # The merchant stocks it at the pop-up; Katana moves, so it is pushed again.
+            world.shop.stock_item(twin.inventory_item_id, world.shop_pop_up)
+            world.katana.adjust_stock(variant_id, world.warehouse, 1)
+            await runtime.engine.cycle()
+            fixed = await status_json(client)
+
+    assert [r["sku"] for r in group(rejected, "rejected")["rows"]] == ["NOT-STOCKED"]
+    assert world.levels(twin) == (4, 4)
+    assert group(fixed, "rejected")["total"] == 0
