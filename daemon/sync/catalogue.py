@@ -5,13 +5,14 @@ Katana's locations, each enabled connection's Shopify catalogue, and the mapping
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 import structlog
 
 from daemon.config import ConnectionSettings
-from daemon.domain.models import KatanaVariant, ShopifyVariant
+from daemon.domain.mapping import LocationError
+from daemon.domain.models import KatanaVariant, Problem, ShopifyVariant
 from daemon.katana.models import Catalogue, KatanaLocation, KatanaVariantRow
 from daemon.sync.context import SyncContext
 from daemon.sync.mappings import ConnectionMapping, build_connection_mapping
@@ -21,6 +22,8 @@ log = structlog.get_logger(__name__)
 
 # The cursor kept with the time of the last full read of Katana's BOM rows (see sources.py).
 BOM_FULL_READ_CURSOR = "bom_rows_full_read"
+# The problems-table subject of a connection whose Katana locations do not resolve.
+LOCATIONS_SUBJECT = "locations"
 
 
 class CatalogueKeeper:
@@ -34,6 +37,10 @@ class CatalogueKeeper:
         self.katana_locations: list[KatanaLocation] | None = None
         self.shopify_variants: dict[str, list[ShopifyVariant]] = {}
         self.mappings: dict[str, ConnectionMapping] = {}
+        # Enabled connections whose configured Katana locations do not resolve: they have no
+        # mapping (they do not sync; their outbox keeps filling) until Katana's locations or
+        # the configuration change. Connection name -> the error.
+        self.location_errors: dict[str, str] = {}
         # Set whenever an input of the mappings changed; the rebuild is O(catalogue).
         self._stale = True
 
@@ -41,19 +48,26 @@ class CatalogueKeeper:
         """Every known Katana variant by id."""
         return {} if self.catalogue is None else self.catalogue.variants
 
-    def forget_remote(self) -> None:
-        """Read Katana's locations and every Shopify catalogue again (a reload, a full
-        reconciliation): a connection's shop or locations may have changed."""
+    def forget_remote(self, connections: Collection[str] | None = None) -> None:
+        """Read Katana's locations and the Shopify catalogues of `connections` (None: every
+        one) again (a reload, a full reconciliation): a shop or its locations may have changed.
+        """
         self.katana_locations = None
-        self.shopify_variants = {}
+        if connections is None:
+            self.shopify_variants = {}
+        else:
+            for name in connections:
+                self.shopify_variants.pop(name, None)
         connections = {c.name for c in self._ctx.settings.connections}
         self.mappings = {k: v for k, v in self.mappings.items() if k in connections}
 
-    async def prepare(self) -> None:
+    async def prepare(self, connections: Collection[str] | None = None) -> None:
         """Load or read whatever the catalogue and mappings still lack (cheap when warm).
 
         Katana and each Shopify store have budgets of their own, so their catalogues are read
         at the same time: a cold start costs the slower of the reads, not their sum.
+        `connections` limits the Shopify catalogues read to those (a command about one
+        connection reads no other shop); None: every enabled connection's.
         """
         ctx = self._ctx
 
@@ -66,6 +80,13 @@ class CatalogueKeeper:
             if self.katana_locations is None:
                 self.katana_locations = await ctx.katana.locations()
                 self._stale = True
+            elif self.location_errors:
+                # A missing location may be created in Katana any time: look again each cycle
+                # (one request), and rebuild only when the locations changed.
+                fresh = await ctx.katana.locations()
+                if fresh != self.katana_locations:
+                    self.katana_locations = fresh
+                    self._stale = True
 
         async def shopify_catalogue(name: str) -> None:
             self.shopify_variants[name] = await ctx.shopify[name].variants()
@@ -73,7 +94,11 @@ class CatalogueKeeper:
             await ctx.store.retry_parked_now(name)
             self._stale = True
 
-        missing = [c.name for c in ctx.enabled() if c.name not in self.shopify_variants]
+        missing = [
+            c.name
+            for c in ctx.enabled()
+            if c.name not in self.shopify_variants and (connections is None or c.name in connections)
+        ]
         # gather, not a TaskGroup: the first failure propagates as itself (KatanaError,
         # ShopifyError), which is what the callers handle.
         await asyncio.gather(
@@ -154,9 +179,17 @@ class CatalogueKeeper:
         now = ctx.now()
         fresh: dict[str, ConnectionMapping] = {}
         for conn in ctx.enabled():
-            mapping = build_connection_mapping(
-                conn, variants, self.shopify_variants[conn.name], self.katana_locations
-            )
+            if conn.name not in self.shopify_variants:
+                continue  # its shop was not read: prepare() was asked about other connections
+            try:
+                mapping = build_connection_mapping(
+                    conn, variants, self.shopify_variants[conn.name], self.katana_locations
+                )
+            except LocationError as exc:
+                # One connection's bad location must not stop the others: it waits, reported.
+                await self._locations_unknown(conn.name, str(exc))
+                continue
+            await self._locations_resolved(conn.name)
             fresh[conn.name] = mapping
             previous = self.mappings.get(conn.name)
             # A first mapping (start-up, a connection switched on) records no changes: what
@@ -167,7 +200,25 @@ class CatalogueKeeper:
             if changed or previous is None:
                 await self._report_mapping(mapping)
         self.mappings = fresh
+        enabled = {c.name for c in ctx.enabled()}
+        for name in [n for n in self.location_errors if n not in enabled]:
+            # Switched off or removed: nothing waits on its locations any more.
+            del self.location_errors[name]
+            await ctx.store.clear_problems(name, [LOCATIONS_SUBJECT])
         self._stale = False
+
+    async def _locations_unknown(self, name: str, error: str) -> None:
+        """Report a connection whose locations do not resolve: logged once per error."""
+        if self.location_errors.get(name) != error:
+            log.error("connection_locations_unknown", connection=name, error=error)
+        self.location_errors[name] = error
+        problem = Problem(kind="unknown_location", subject=LOCATIONS_SUBJECT, detail=error)
+        await self._ctx.store.note_problems(name, [problem])
+
+    async def _locations_resolved(self, name: str) -> None:
+        if self.location_errors.pop(name, None) is not None:
+            log.info("connection_locations_resolved", connection=name)
+            await self._ctx.store.clear_problems(name, [LOCATIONS_SUBJECT])
 
     async def _report_mapping(self, mapping: ConnectionMapping) -> None:
         table, name, m = mapping.table, mapping.name, self._ctx.metrics

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -39,6 +40,7 @@ from daemon.sync.valve import SafetyValve
 log = structlog.get_logger(__name__)
 
 Work = dict[str, tuple[bool, dict[int, DirtyMark]]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,16 +182,21 @@ class Engine:
         report = CycleReport(run_id=uuid.uuid4().hex[:12])
         store = self.store
         with structlog.contextvars.bound_contextvars(run_id=report.run_id):
-            enabled = self.enabled()
+            # A connection whose Katana locations do not resolve waits (the keeper reports it
+            # and looks again each cycle); the others sync.
+            errors = self.keeper.location_errors
+            enabled = [c for c in self.enabled() if c.name not in errors]
             if not enabled:
                 await self.keeper.prepare()
                 return report
             full = {c.name: await store.connection_synced(c.name) is None for c in enabled}
             if any(full.values()):
                 report.changed_variants, work, stock = await self._full_sync_reads(full)
+                full, work = self._mapped(full), self._mapped(work)
                 settled = await self._settle(full, report.run_id)
             else:
                 await self.keeper.prepare()
+                full = self._mapped(full)
                 report.changed_variants = await self.sources.collect()
                 # Before the marks are taken: what the settling makes dirty is pushed now.
                 settled = await self._settle(full, report.run_id)
@@ -207,6 +214,11 @@ class Engine:
             report.connections.extend(outcomes)
             self.metrics.dirty_variants.set(await store.dirty_count())
         return report
+
+    def _mapped(self, by_name: Mapping[str, T]) -> dict[str, T]:
+        """Only the connections mapped now: one whose locations failed to resolve in this
+        cycle's catalogue read has no mapping, and waits."""
+        return {name: value for name, value in by_name.items() if name in self.mappings}
 
     async def _settle(self, names: Collection[str], run_id: str) -> dict[str, PushReport]:
         """Settle every connection's open pushes (see recovery.py), side by side."""

@@ -51,9 +51,15 @@ def build_connection_mapping(
     katana_locations: Iterable[KatanaLocation],
 ) -> ConnectionMapping:
     """Apply the mapping rules and resolve the location references of one connection."""
-    live_locations = {loc.id: loc.name for loc in katana_locations if not loc.deleted}
-    locations = resolve_locations(
-        [(m.katana, m.shopify) for m in settings.locations], live_locations
-    )
+    locations = connection_locations(settings, katana_locations)
     table = build_mapping(katana_variants, shopify_variants, settings.variant_map)
     return ConnectionMapping(settings=settings, table=table, locations=locations)
+
+
+def connection_locations(
+    settings: ConnectionSettings, katana_locations: Iterable[KatanaLocation]
+) -> dict[int, tuple[str, ...]]:
+    """Katana location id -> Shopify location gids for one connection; LocationError when a
+    configured Katana location is unknown or deleted."""
+    live_locations = {loc.id: loc.name for loc in katana_locations if not loc.deleted}
+    return resolve_locations([(m.katana, m.shopify) for m in settings.locations], live_locations)

@@ -19,6 +19,7 @@ import structlog
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import ConnectionSettings
+from daemon.domain.mapping import LocationError
 from daemon.domain.models import DesiredLevel, LevelKey, PlannedPush, SnapshotEntry
 from daemon.domain.stock import StockTable
 from daemon.sync.catalogue import CatalogueKeeper
@@ -167,7 +168,12 @@ class Reconciler:
         if not conn.sync_inventory and not report.dry_run:
             result.skipped = "sync_inventory is off"
             return result
-        mapping = await self._keeper.mapping_for(conn)
+        try:
+            mapping = await self._keeper.mapping_for(conn)
+        except LocationError as exc:
+            # Reported as this connection's failure; the other connections are reconciled.
+            result.outcome = ConnectionOutcome(name=conn.name, errors=[f"locations: {exc}"])
+            return result
         # (a) recent orders: pushed even when nothing moved (force past the diff), against the
         # snapshot; (b) full: the whole catalogue, a chunk at a time like a full sync, diffed
         # against what Shopify shows now.

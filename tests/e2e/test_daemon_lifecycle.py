@@ -120,6 +120,33 @@ async def test_sighup_with_broken_config_keeps_the_running_one(world: World) -> 
     assert "config_reload_rejected" in daemon.log_events()
 
 
+async def test_sighup_naming_an_unknown_katana_location_keeps_the_running_config(
+    world: World,
+) -> None:
+    daemon = await world.start_daemon()
+    await world.converged(daemon)
+    text = world.config_path.read_text(encoding="utf-8")
+    assert text.count('katana = "') >= 1
+    # Valid TOML, every key right: only Katana can tell that this location does not exist.
+    world.config_path.write_text(
+        re.sub(r'katana = "[^"]*"', 'katana = "No such warehouse"', text, count=1),
+        encoding="utf-8",
+    )
+
+    daemon.send_signal(signal.SIGHUP)
+    await daemon.wait_metric(
+        "stocksync_config_reloads_total", lambda n: n == 1, what="a rejected reload", result="error"
+    )
+    world.apply_events(15)
+    assert world.differences()
+
+    await world.converged(daemon)
+    assert daemon.returncode is None
+    assert await daemon.metric("stocksync_config_reloads_total", result="success") == 0
+    assert "config_reload_rejected" in daemon.log_events()
+    assert "No such warehouse" in daemon.log_tail(200)
+
+
 async def test_sigterm_drains_and_exits_zero_within_budget(world: World) -> None:
     daemon = await world.start_daemon()
     await daemon.wait_ready()
