@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 
@@ -23,6 +23,9 @@ class MappingTable:
     duplicate_skus_katana: frozenset[str]
     duplicate_skus_shopify: frozenset[str]
     unknown_map_entries: tuple[tuple[int, str], ...]  # variant map rows naming a missing variant
+    # katana variant id -> why the connection's sync filter leaves it out (it has Shopify
+    # targets, left as last pushed); see daemon/domain/controls.py
+    filtered: Mapping[int, str] = field(default_factory=dict)
 
     def problems(self) -> list[Problem]:
         """One Problem per shadowed variant, untracked Shopify variant and unknown map entry."""
@@ -120,10 +123,20 @@ def _grouped_by_sku(variants: Iterable[KatanaVariant]) -> Iterator[tuple[str, li
         yield sku, list(group)
 
 
+# A variant map: Katana variant id -> the Shopify variant gid it feeds, or several (a single and
+# its packs, say). A Katana variant's rows are its only mapping: its SKU matches nothing.
+VariantMap = Mapping[int, str | tuple[str, ...]]
+
+
+def map_targets(entry: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The Shopify variant gids of one variant map entry."""
+    return (entry,) if isinstance(entry, str) else entry
+
+
 def build_mapping(
     katana: Iterable[KatanaVariant],
     shopify: Iterable[ShopifyVariant],
-    variant_map: Mapping[int, str],
+    variant_map: VariantMap,
 ) -> MappingTable:
     """Build the mapping table from both catalogues and the explicit variant map."""
     named_katana: dict[int, KatanaVariant] = {}  # variants the map names
@@ -134,7 +147,7 @@ def build_mapping(
         if not k_variant.retired:
             live.append(k_variant)
 
-    shopify_ids_named = set(variant_map.values())
+    shopify_ids_named = {gid for entry in variant_map.values() for gid in map_targets(entry)}
     named_shopify: dict[str, ShopifyVariant] = {}
     shopify_by_sku = _ShopifyBySku()
     for s_variant in shopify:
@@ -148,21 +161,22 @@ def build_mapping(
     feeders: dict[str, list[KatanaVariant]] = {}  # Shopify variant id -> explicit Katana feeders
     explicit: set[int] = set()  # live Katana variants whose map entry is their only mapping
     unknown: list[tuple[int, str]] = []
-    for katana_id, shopify_id in variant_map.items():
+    for katana_id, entry in variant_map.items():
         entry_variant = named_katana.get(katana_id)
         if entry_variant is None:
-            unknown.append((katana_id, shopify_id))
+            unknown.extend((katana_id, shopify_id) for shopify_id in map_targets(entry))
             continue
         if entry_variant.retired:
             # A retired variant never syncs, so its entry neither feeds nor claims anything.
             continue
         explicit.add(katana_id)
-        if shopify_id not in named_shopify:
-            # The entry still replaces the SKU match: guessing another target could overwrite
-            # a Shopify variant the merchant deliberately pointed elsewhere.
-            unknown.append((katana_id, shopify_id))
-            continue
-        feeders.setdefault(shopify_id, []).append(entry_variant)
+        for shopify_id in map_targets(entry):
+            if shopify_id not in named_shopify:
+                # The entry still replaces the SKU match: guessing another target could
+                # overwrite a Shopify variant the merchant deliberately pointed elsewhere.
+                unknown.append((katana_id, shopify_id))
+                continue
+            feeders.setdefault(shopify_id, []).append(entry_variant)
 
     targets: dict[int, tuple[ShopifyVariant, ...]] = {}
     untracked: list[ShopifyVariant] = []

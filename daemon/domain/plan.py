@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from daemon.domain.controls import describe_group, location_groups, pooled_quantities
 from daemon.domain.mapping import MappingTable, normalize_sku
 from daemon.domain.models import (
     DesiredLevel,
@@ -13,6 +14,7 @@ from daemon.domain.models import (
     LevelKey,
     PlannedPush,
     Problem,
+    Quantity,
     SnapshotEntry,
 )
 from daemon.domain.quantity import (
@@ -20,14 +22,11 @@ from daemon.domain.quantity import (
     QuantityTooHigh,
     QuantityTooLow,
     available,
-    kit_potential,
 )
 from daemon.domain.stock import StockTable
 
 # Shopify accepts at most 250 quantities per inventorySetQuantities call.
 MAX_BATCH_SIZE = 250
-# (in stock, committed, potential) where Katana lists no row.
-_NO_STOCK: tuple[int, int, None] = (0, 0, None)
 
 
 def desired_levels(
@@ -37,16 +36,27 @@ def desired_levels(
     locations: Mapping[int, tuple[str, ...]],
     policy: QuantityPolicy,
     only: Collection[int] | None = None,
+    *,
+    policies: Mapping[str, QuantityPolicy] | None = None,
 ) -> tuple[list[DesiredLevel], list[Problem]]:
     """What Shopify should hold for each mapped variant, location and target, plus problems.
 
     `stock` is Katana's stock rows by variant, as the Katana client reads them. A variant whose
     stock could not be read, or whose quantity cannot be pushed, yields a Problem naming it
     (`katana_variant_id`): it is never taken as zero stock, and it stays dirty.
+
+    A Shopify location listed under several Katana locations is a pool: the formula is applied
+    once to their summed quantities (daemon/domain/controls.py). `policies` gives an inventory
+    item its own policy (a pack size, a buffer of its own) instead of `policy`.
     """
     wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
-    # Katana locations in a stable order, each with the Shopify locations it feeds.
-    fan_out = sorted(locations.items())
+    # Katana locations (one, or a pool) in a stable order, each with the Shopify locations it
+    # feeds.
+    groups = [
+        (members, shopify, describe_group(members))
+        for members, shopify in location_groups(locations)
+    ]
+    own = policies or {}
     levels: list[DesiredLevel] = []
     problems: list[Problem] = []
     # The loop below runs once per (item, location) of a full sync: it builds each level
@@ -70,31 +80,64 @@ def desired_levels(
             )
             continue
         items = [target.inventory_item_id for target in mapping.targets[variant_id]]
+        item_policies = [own.get(item, policy) for item in items] if own else None
         failures: list[tuple[str, str]] = []
         at = stock.quantities_at(variant_id)
         is_kit = variant.is_kit
-        for katana_location, shopify_locations in fan_out:
-            # Katana lists no row where a variant never had stock: that is zero stock.
-            in_stock, committed, potential = at.get(katana_location, _NO_STOCK)
+        for members, shopify_locations, where in groups:
             try:
-                quantity = available(
-                    in_stock, committed, kit_potential(potential, is_kit=is_kit), policy
-                )
-            except QuantityTooHigh as exc:
-                failures.append(("quantity_too_high", f"Katana location {katana_location}: {exc}"))
-                continue
-            except QuantityTooLow as exc:
-                failures.append(("quantity_too_low", f"Katana location {katana_location}: {exc}"))
-                continue
+                # Katana lists no row where a variant never had stock: that is zero stock.
+                in_stock, committed, potential = pooled_quantities(at, members, is_kit=is_kit)
             except ValueError as exc:
-                failures.append(("quantity_invalid", f"Katana location {katana_location}: {exc}"))
+                failures.append(("quantity_invalid", f"{where}: {exc}"))
                 continue
+            if item_policies is None:
+                quantity = _quantity(in_stock, committed, potential, policy, where, failures)
+                if quantity is None:
+                    continue
+                for shopify_location in shopify_locations:
+                    for item in items:
+                        levels.append(
+                            DesiredLevel(variant_id, sku, item, shopify_location, quantity)
+                        )
+                continue
+            # One quantity per distinct policy (a single and its packs share the units).
+            quantities: dict[QuantityPolicy, int | None] = {}
+            for item_policy in item_policies:
+                if item_policy not in quantities:
+                    quantities[item_policy] = _quantity(
+                        in_stock, committed, potential, item_policy, where, failures
+                    )
             for shopify_location in shopify_locations:
-                for item in items:
-                    levels.append(DesiredLevel(variant_id, sku, item, shopify_location, quantity))
+                for item, item_policy in zip(items, item_policies, strict=True):
+                    own_quantity = quantities[item_policy]
+                    if own_quantity is not None:
+                        levels.append(
+                            DesiredLevel(variant_id, sku, item, shopify_location, own_quantity)
+                        )
         if failures:
             problems.append(_quantity_problem(variant_id, sku, failures))
     return levels, problems
+
+
+def _quantity(
+    in_stock: Quantity,
+    committed: Quantity,
+    potential: Quantity,
+    policy: QuantityPolicy,
+    where: str,
+    failures: list[tuple[str, str]],
+) -> int | None:
+    """The formula at one location (or pool); None, with the failure noted, when it fails."""
+    try:
+        return available(in_stock, committed, potential, policy)
+    except QuantityTooHigh as exc:
+        failures.append(("quantity_too_high", f"{where}: {exc}"))
+    except QuantityTooLow as exc:
+        failures.append(("quantity_too_low", f"{where}: {exc}"))
+    except ValueError as exc:
+        failures.append(("quantity_invalid", f"{where}: {exc}"))
+    return None
 
 
 def _quantity_problem(variant_id: int, sku: str | None, failures: list[tuple[str, str]]) -> Problem:
@@ -146,8 +189,8 @@ def batches(pushes: Sequence[PlannedPush], size: int = MAX_BATCH_SIZE) -> list[l
     calls = [list(pushes[start : start + size]) for start in range(0, len(pushes), size)]
     # Shopify rejects a pair twice in one call. A plan never holds a pair twice (desired_levels
     # yields one level per pair: an item has one Katana variant, a Shopify location one Katana
-    # location), so this is a bug guard, checked per call: small sets are several times faster
-    # than one set of a full sync's 300,000 pairs.
+    # location or one pool of them), so this is a bug guard, checked per call: small sets are
+    # several times faster than one set of a full sync's 300,000 pairs.
     for call in calls:
         if len({(push.inventory_item_id, push.location_id) for push in call}) != len(call):
             seen: set[LevelKey] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
 
@@ -29,15 +30,22 @@ _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 @dataclass(frozen=True, slots=True)
 class QuantityPolicy:
-    """A connection's adjustments to the Katana formula."""
+    """Adjustments to the Katana formula: a connection's, or one Shopify variant's own.
+
+    `buffer` is in Katana units (held back before anything else); `units_per_pack` makes the
+    level a count of packs: floor(units / units_per_pack), after the buffer and the floor.
+    """
 
     buffer: int = 0
     allow_negative: bool = False
+    units_per_pack: int = 1
 
     def __post_init__(self) -> None:
         # A negative buffer would promise stock that is not there.
         if self.buffer < 0:
             raise ValueError(f"buffer must be an integer >= 0, got {self.buffer!r}")
+        if self.units_per_pack < 1:
+            raise ValueError(f"units_per_pack must be an integer >= 1, got {self.units_per_pack!r}")
 
 
 class QuantityTooHigh(ValueError):
@@ -119,12 +127,20 @@ def kit_potential(potential: Quantity | None, *, is_kit: bool) -> Quantity:
 def available(
     in_stock: Quantity, committed: Quantity, potential: Quantity, policy: QuantityPolicy
 ) -> int:
-    """The formula on quantities already chosen (`potential` 0 unless a kit's), then clamped."""
+    """The formula on quantities already chosen (`potential` 0 unless a kit's), then clamped.
+
+    Units: in stock + potential - committed - buffer, floored; then packs: floor(units / N)
+    (floor division, so a shortfall of part of a pack is a whole pack short); then the range
+    checks and the clamp at 0, on what Shopify would be told.
+    """
     if type(in_stock) is int and type(committed) is int and type(potential) is int:
         # Whole numbers (nearly every row): int arithmetic is exact and needs no checks.
         quantity = in_stock + potential - committed - policy.buffer
     else:
         quantity = _exact_available(in_stock, committed, potential, policy)
+    if policy.units_per_pack != 1:
+        # floor(floor(x) / n) == floor(x / n) for a whole n: flooring units first loses nothing.
+        quantity //= policy.units_per_pack
     if quantity > MAX_SHOPIFY_QUANTITY:
         raise QuantityTooHigh(quantity)
     if quantity < 0 and not policy.allow_negative:
@@ -132,6 +148,24 @@ def available(
     if quantity < MIN_SHOPIFY_QUANTITY:
         raise QuantityTooLow(quantity)
     return quantity
+
+
+def sum_quantities(values: Iterable[Quantity], *, field: str) -> Quantity:
+    """The exact sum of Katana quantities (a pooled location's): an int when all are ints.
+
+    Raises ValueError naming `field` when a value is not a finite number or the sum cannot be
+    held exactly.
+    """
+    values = list(values)
+    if all(type(v) is int for v in values):
+        return sum(values)
+    total = Decimal(0)
+    try:
+        for value in values:
+            total = _EXACT.add(total, Decimal(parse_quantity(value, field=field)))
+    except ArithmeticError as exc:
+        raise ValueError(f"{field} values {values} cannot be added exactly") from exc
+    return parse_quantity(total, field=field)
 
 
 def _exact_available(
