@@ -210,7 +210,7 @@ async def test_request_whose_answer_is_lost_without_a_crash_is_resent_next_cycle
     assert twin is not None
     async with world.runtime(world.settings(LATE_PUSH)) as runtime:
         await runtime.engine.cycle()
-        monkeypatch.setattr(runtime.engine.shopify["shop"], "_sleep", no_wait)
+        monkeypatch.setattr(runtime.engine.shopify["shop"]._transport, "_sleep", no_wait)
         world.katana.adjust_stock(variant_id, world.warehouse, 1)
         world.shop.faults.fail_next(6, status=503)  # every attempt of the push: answer lost
 

@@ -17,15 +17,14 @@ from daemon.secrets import Secret
 from daemon.shopify import queries
 from daemon.shopify.auth import ClientCredentialsToken, StaticToken, TokenProvider
 from daemon.shopify.client import (
-    BACKOFF_BASE,
-    BACKOFF_CAP,
-    CONCURRENT_REQUEST_WAIT,
     ShopifyAuthError,
     ShopifyClient,
     ShopifyError,
     ShopifyLocation,
     ShopifyUnavailable,
 )
+from daemon.shopify.inventory import CONCURRENT_REQUEST_WAIT
+from daemon.shopify.transport import BACKOFF_BASE, BACKOFF_CAP
 from tests.aioresponses_compat import CompatResponse
 from tests.helpers import FakeTime
 

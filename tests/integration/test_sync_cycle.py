@@ -11,7 +11,7 @@ import pytest
 
 from daemon.domain.models import LevelKey
 from daemon.katana.models import KatanaVariantRow
-from daemon.shopify import client as shopify_client
+from daemon.shopify import transport as shopify_transport
 from daemon.store import StateStore
 from daemon.sync.engine import Tuning
 from tests.integration.conftest import World
@@ -199,7 +199,7 @@ async def test_sync_off_writes_nothing_to_shopify(world: World) -> None:
 async def test_failed_push_is_retried_on_the_next_cycle(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shopify_client, "BACKOFF_BASE", 0.001)  # keep the retries quick
+    monkeypatch.setattr(shopify_transport, "BACKOFF_BASE", 0.001)  # keep the retries quick
     variant_id, twin = world.product("RETRY", stock=4)
     assert twin is not None
     async with world.runtime() as runtime:

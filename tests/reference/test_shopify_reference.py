@@ -52,7 +52,8 @@ from daemon.domain.models import PlannedPush
 from daemon.metrics import PUSH_ERROR_CODES
 from daemon.secrets import Secret
 from daemon.shopify.auth import StaticToken
-from daemon.shopify.client import NEW_KEY_FROM_2026_10, ShopifyClient
+from daemon.shopify.client import ShopifyClient
+from daemon.shopify.inventory import NEW_KEY_FROM_2026_10
 from daemon.sim.harness import run_simulators
 from daemon.sim.katana import KatanaSim
 from daemon.sim.shopify import ShopifySim
@@ -423,9 +424,9 @@ def test_the_schema_comparison_catches_what_shopify_2026_04_lacks(
 # Each constant of daemon/shopify/ that names Shopify codes or statuses, and the enum of the real
 # schema its values come from.
 CODE_ENUMS: dict[str, str] = {
-    "client.STALE_CODES": "InventorySetQuantitiesUserErrorCode",
-    "client.NEW_KEY_CODES": "InventorySetQuantitiesUserErrorCode",
-    "client.CONCURRENT_REQUEST_CODE": "InventorySetQuantitiesUserErrorCode",
+    "inventory.STALE_CODES": "InventorySetQuantitiesUserErrorCode",
+    "inventory.NEW_KEY_CODES": "InventorySetQuantitiesUserErrorCode",
+    "inventory.CONCURRENT_REQUEST_CODE": "InventorySetQuantitiesUserErrorCode",
     "bulk.BUSY_CODES": "BulkOperationUserErrorCode",
     "bulk.COMPLETED": "BulkOperationStatus",
     "bulk.FAILED": "BulkOperationStatus",
