@@ -387,12 +387,24 @@ def _reconciliation_summary(reconciliation: ReconciliationSettings) -> str:
 
 def _connection_summary(conn: ConnectionSettings) -> str:
     shopify_locations = sum(len(m.shopify) for m in conn.locations)
-    entries = len(conn.variant_map)
+    katana_locations = len({ref for m in conn.locations for ref in m.members})
+    pools = sum(1 for m in conn.locations if len(m.members) > 1)
+    entries = sum(1 if isinstance(v, str) else len(v) for v in conn.variant_map.values())
+    rules = conn.target_rules.values()
+    packs = sum(1 for r in rules if r.units_per_pack != 1)
+    buffers = sum(1 for r in rules if r.buffer is not None)
+    controls = [
+        *([f"{_count(packs, 'pack size')}"] if packs else []),
+        *([f"{_count(buffers, 'buffer')} of their own"] if buffers else []),
+    ]
     return (
         f"{conn.name} ({conn.shop}): sync {'on' if conn.sync_inventory else 'off'}, "
-        f"{_count(len(conn.locations), 'Katana location')} -> "
-        f"{_count(shopify_locations, 'Shopify location')}, "
-        f"variant map {_count(entries, 'entry', 'entries')}"
+        f"{_count(katana_locations, 'Katana location')} -> "
+        f"{_count(shopify_locations, 'Shopify location')}"
+        + (f" ({_count(pools, 'pool')}: summed)" if pools else "")
+        + f", variant map {_count(entries, 'entry', 'entries')}"
+        + (f" ({', '.join(controls)})" if controls else "")
+        + (f", filters: {conn.filters.describe()}" if conn.filters.active else "")
     )
 
 

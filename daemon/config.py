@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 from types import MappingProxyType
+from typing import Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
+from daemon.domain.controls import NO_FILTER, SyncFilter, TargetRule
 from daemon.domain.quantity import QuantityPolicy
 from daemon.secrets import Secret
 
@@ -51,6 +53,11 @@ DEFAULT_API_VERSION = "2026-10"
 # inventorySetQuantities gained changeFromQuantity and @idempotent in 2026-01.
 OLDEST_API_VERSION = "2026-01"
 VARIANT_MAP_HEADER = ("katana_variant_id", "shopify_variant_id")
+# Optional variant map columns, after the two above in any order (issue 18).
+VARIANT_MAP_OPTIONAL = ("units_per_pack", "buffer")
+# The largest pack size and per-variant buffer accepted (Shopify's own quantity limit).
+MAX_PACK_OR_BUFFER = 1_000_000_000
+FILTER_KEYS = ("include_skus", "exclude_skus", "include_categories", "exclude_categories")
 
 _CONNECTION_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -81,10 +88,16 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class LocationMapping:
-    """One Katana location (int = id, str = name) and the Shopify locations it feeds."""
+    """One Katana location (int = id, str = name), or a pool of them (a tuple: the Shopify
+    locations are fed by their sum), and the Shopify locations it feeds."""
 
-    katana: int | str
+    katana: int | str | tuple[int | str, ...]
     shopify: tuple[str, ...]
+
+    @property
+    def members(self) -> tuple[int | str, ...]:
+        """The Katana location references: one, or a pool's."""
+        return self.katana if isinstance(self.katana, tuple) else (self.katana,)
 
 
 @dataclass(frozen=True)
@@ -100,8 +113,9 @@ class ConnectionSettings:
     client_secret: Secret | None
     sync_inventory: bool
     variant_map_file: Path | None
-    # Katana variant id -> 'gid://shopify/ProductVariant/N'; can be 100k rows, so not in repr.
-    variant_map: Mapping[int, str] = field(repr=False)
+    # Katana variant id -> 'gid://shopify/ProductVariant/N' (a tuple of them when the variant
+    # has several rows: a single and its packs); can be 100k rows, so not in repr.
+    variant_map: Mapping[int, str | tuple[str, ...]] = field(repr=False)
     allow_negative: bool
     buffer: int
     activate_missing: bool
@@ -112,6 +126,10 @@ class ConnectionSettings:
     # How long Shopify may still apply a push whose answer was lost (PRODUCT.md §3): after it,
     # the levels of that push are read back and corrected.
     late_push_seconds: float = 300.0
+    # Variant map rows' own pack size and buffer: Shopify variant gid -> its rule (issue 18).
+    target_rules: Mapping[str, TargetRule] = field(default_factory=dict, repr=False)
+    # Which Katana variants sync at all ([connections.filters]).
+    filters: SyncFilter = NO_FILTER
 
     @property
     def graphql_url(self) -> str:
@@ -228,15 +246,29 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def load_variant_map(path: Path) -> dict[int, str]:
-    """Read a variant map CSV (Katana variant id -> Shopify variant gid); ConfigError per line."""
+def load_variant_map(path: Path) -> dict[int, str | tuple[str, ...]]:
+    """Read a variant map CSV (Katana variant id -> Shopify variant gid, or a tuple of them when
+    it has several rows); ConfigError per line."""
+    return read_variant_map(path).entries
+
+
+@dataclass(frozen=True)
+class VariantMapFile:
+    """A variant map as read: its entries and the rows' own pack sizes and buffers."""
+
+    entries: dict[int, str | tuple[str, ...]]
+    rules: dict[str, TargetRule]
+
+
+def read_variant_map(path: Path) -> VariantMapFile:
+    """Read a variant map CSV with its optional columns; ConfigError listing every bad line."""
     try:
-        entries, errors = _parse_variant_map(path)
+        entries, rules, errors = _parse_variant_map(path)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the variant map: {_reason(exc)}"]) from None
     if errors:
         raise ConfigError(errors)
-    return entries
+    return VariantMapFile(entries, rules)
 
 
 # --------------------------------------------------------------------------- reading TOML
@@ -613,7 +645,7 @@ def _connection(t: _Table, base: Path, env: Mapping[str, str]) -> ConnectionSett
     access_token, client_id, client_secret = _shopify_credentials(t, base, env)
     sync_inventory = t.boolean("sync_inventory", False)
     variant_map_file = _path(t, "variant_map_file", base)
-    variant_map = _connection_variant_map(t, "variant_map_file", variant_map_file)
+    variant_map, target_rules = _connection_variant_map(t, "variant_map_file", variant_map_file)
     allow_negative = t.boolean("allow_negative", False)
     buffer = t.integer("buffer", 0, minimum=0)
     activate_missing = t.boolean("activate_missing", False)
@@ -622,6 +654,7 @@ def _connection(t: _Table, base: Path, env: Mapping[str, str]) -> ConnectionSett
     bulk_read_threshold = t.integer("bulk_read_threshold", 20_000, minimum=0)
     late_push_seconds = t.number("late_push_seconds", 300.0, above=0)
     locations = _locations(t)
+    filters = _filters(t.table("filters"))
     t.reject_unknown()
     return ConnectionSettings(
         name=name,
@@ -642,6 +675,8 @@ def _connection(t: _Table, base: Path, env: Mapping[str, str]) -> ConnectionSett
         bulk_read_threshold=bulk_read_threshold,
         locations=locations,
         late_push_seconds=late_push_seconds,
+        target_rules=MappingProxyType(target_rules),
+        filters=filters,
     )
 
 
@@ -697,37 +732,95 @@ def _shopify_credentials(
     return access_token, client_id, client_secret
 
 
-def _connection_variant_map(t: _Table, name: str, path: Path | None) -> dict[int, str]:
+def _connection_variant_map(
+    t: _Table, name: str, path: Path | None
+) -> tuple[dict[int, str | tuple[str, ...]], dict[str, TargetRule]]:
     if path is None:
-        return {}
+        return {}, {}
     try:
-        entries, errors = _parse_variant_map(path)
+        entries, rules, errors = _parse_variant_map(path)
     except OSError as exc:
         t.problem(name, f"cannot read {_show(str(path))}: {_reason(exc)}")
-        return {}
+        return {}, {}
     t.report_lines(errors)
-    return entries
+    return entries, rules
+
+
+def _filters(t: _Table) -> SyncFilter:
+    """[connections.filters]: glob patterns on Katana SKUs and product/material categories."""
+    lists = {key: _patterns(t, key) for key in FILTER_KEYS}
+    for kind in ("skus", "categories"):
+        include, exclude = lists[f"include_{kind}"], lists[f"exclude_{kind}"]
+        for pattern in exclude:
+            if pattern in include:
+                t.problem(
+                    f"exclude_{kind}",
+                    f"{_show(pattern)} is also in include_{kind}: a variant it matches would be "
+                    "both kept and left out",
+                )
+    t.reject_unknown()
+    return SyncFilter(**lists)
+
+
+def _patterns(t: _Table, name: str) -> tuple[str, ...]:
+    """A glob pattern or a non-empty list of them (fnmatch: *, ?, [seq], [!seq])."""
+    value = t.raw(name)
+    expected = 'a glob pattern or a list of them (e.g. ["ACME-*", "KIT-??"])'
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: list[tuple[str, object]] = [(name, value)]
+    elif isinstance(value, list):
+        if not value:
+            t.problem(name, f"must not be an empty list: leave {name} out to apply no such rule")
+            return ()
+        items = [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        t.wrong_type(name, expected, value)
+        return ()
+    patterns: list[str] = []
+    for key, item in items:
+        if not isinstance(item, str):
+            t.problem(key, f"must be a glob pattern (a string), got {_show(item)} ({_kind(item)})")
+        elif not item.strip():
+            t.problem(key, f"must not be empty, got {_show(item)}")
+        elif item != item.strip():
+            t.problem(
+                key,
+                f"must not start or end with spaces (SKUs and categories are matched without "
+                f"them), got {_show(item)}",
+            )
+        elif item in patterns:
+            t.problem(key, f"{_show(item)} is listed twice")
+        else:
+            patterns.append(item)
+    return tuple(patterns)
 
 
 def _locations(conn: _Table) -> tuple[LocationMapping, ...]:
     result: list[LocationMapping] = []
-    katana_entries: dict[int | str, str] = {}
-    # Shopify location gid -> (the Katana location feeding it, the entry that says so)
-    feeders: dict[str, tuple[int | str, str]] = {}
+    # A Katana location (or a pool's set of them) -> the entry that maps it.
+    katana_entries: dict[int | str | frozenset[int | str], str] = {}
+    # Shopify location gid -> (the Katana location or pool feeding it, the entry that says so)
+    feeders: dict[str, tuple[int | str | tuple[int | str, ...], str]] = {}
     for entry in conn.tables("locations", required=True):
-        katana = _katana_location(entry, "katana")
+        katana = _katana_locations(entry, "katana")
         shopify = _shopify_locations(entry, "shopify")
         entry.reject_unknown()
         if katana is None or shopify is None:
             continue
-        if katana in katana_entries:
+        key: int | str | frozenset[int | str] = (
+            frozenset(katana) if isinstance(katana, tuple) else katana
+        )
+        if key in katana_entries:
+            what = "pool" if isinstance(katana, tuple) else "Katana location"
             entry.problem(
                 "katana",
-                f"Katana location {_show(katana)} is already mapped by {katana_entries[katana]}; "
+                f"{what} {_show_ref(katana)} is already mapped by {katana_entries[key]}; "
                 "list all its Shopify locations in that entry",
             )
             continue
-        katana_entries[katana] = entry.path
+        katana_entries[key] = entry.path
         for gid in shopify:
             if gid not in feeders:
                 feeders[gid] = (katana, entry.path)
@@ -738,21 +831,59 @@ def _locations(conn: _Table) -> tuple[LocationMapping, ...]:
             else:
                 entry.problem(
                     "shopify",
-                    f"{_show(gid)} is already fed by Katana location {_show(other_katana)} "
-                    f"({other_entry}); a Shopify location may be fed by at most one Katana "
-                    "location per connection",
+                    f"{_show(gid)} is already fed by Katana location {_show_ref(other_katana)} "
+                    f"({other_entry}); a Shopify location is fed by one entry per connection: "
+                    "to feed it the sum of several Katana locations, list them in one entry "
+                    '(katana = ["Warehouse", "Overflow"])',
                 )
         result.append(LocationMapping(katana=katana, shopify=shopify))
     return tuple(result)
 
 
-def _katana_location(t: _Table, name: str) -> int | str | None:
+def _show_ref(ref: int | str | tuple[int | str, ...]) -> str:
+    if isinstance(ref, tuple):
+        return "[" + ", ".join(_show(r) for r in ref) + "]"
+    return _show(ref)
+
+
+def _katana_locations(t: _Table, name: str) -> int | str | tuple[int | str, ...] | None:
+    """One Katana location, or a list of them: a pool feeding its Shopify locations their sum."""
     value = t.raw(name)
+    if not isinstance(value, list):
+        return _katana_location(t, name, value)
+    if len(value) < 2:
+        t.problem(
+            name,
+            "a pool lists at least two Katana locations (ids or names); for one, write it "
+            f"without brackets, got {_show(value)}",
+        )
+        return None
+    members: list[int | str] = []
+    bad = False
+    for index, item in enumerate(value):
+        ref = _katana_location(t, f"{name}[{index}]", item)
+        if ref is None:
+            bad = True
+        elif ref in members:
+            t.problem(f"{name}[{index}]", f"{_show(ref)} is listed twice in the pool")
+            bad = True
+        else:
+            members.append(ref)
+    return None if bad else tuple(members)
+
+
+def _katana_location(t: _Table, name: str, value: object) -> int | str | None:
     if value is None:
-        t.problem(name, "is required: a Katana location id (integer) or name (string)")
+        t.problem(
+            name,
+            "is required: a Katana location id (integer) or name (string), or a list of them "
+            "(a pool)",
+        )
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
-        t.wrong_type(name, "a Katana location id (integer) or name (string)", value)
+        t.wrong_type(
+            name, "a Katana location id (integer) or name (string), or a list of them", value
+        )
         return None
     if isinstance(value, int) and value < 1:
         t.problem(name, f"a Katana location id must be at least 1, got {value}")
@@ -910,18 +1041,26 @@ def _secret_from_file(t: _Table, key: str, path: Path) -> Secret | None:
 # --------------------------------------------------------------------------- variant map
 
 
-def _parse_variant_map(path: Path) -> tuple[dict[int, str], list[str]]:
-    """Entries and every problem of a variant map CSV; OSError when it cannot be read."""
+def _parse_variant_map(
+    path: Path,
+) -> tuple[dict[int, str | tuple[str, ...]], dict[str, TargetRule], list[str]]:
+    """Entries, the rows' own rules and every problem of a variant map CSV; OSError when it
+    cannot be read.
+
+    Columns: katana_variant_id, shopify_variant_id, then optionally units_per_pack and buffer
+    (in either order). A Katana variant may have several rows (a single and its packs); a
+    Shopify variant only one: it is fed by one Katana variant.
+    """
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: tolerate a BOM (Excel writes one)
     except UnicodeDecodeError:
-        return {}, [f"{path}: not UTF-8 text"]
-    entries: dict[int, str] = {}
+        return {}, {}, [f"{path}: not UTF-8 text"]
+    targets: dict[int, list[str]] = {}
+    rules: dict[str, TargetRule] = {}
     errors: list[str] = []
-    katana_line: dict[int, int] = {}
     # Shopify variant gid -> (the Katana variant feeding it, its line)
     shopify_line: dict[str, tuple[int, int]] = {}
-    header_seen = False
+    header: tuple[str, ...] | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         content = line.strip()
         if not content or content.startswith("#"):
@@ -932,37 +1071,32 @@ def _parse_variant_map(path: Path) -> tuple[dict[int, str], list[str]]:
         except csv.Error as exc:
             errors.append(f"{where}: not valid CSV ({exc}): {_show(content)}")
             continue
-        if not header_seen:
-            header_seen = True
-            if tuple(cells) != VARIANT_MAP_HEADER:
-                errors.append(
-                    f"{where}: the first line must be the header "
-                    f"{','.join(VARIANT_MAP_HEADER)}, got {_show(content)}"
-                )
+        if header is None:
+            header = _variant_map_header(where, cells, content, errors)
             continue
-        if len(cells) != 2:
+        if len(cells) != len(header):
             errors.append(
-                f"{where}: expected 2 columns ({','.join(VARIANT_MAP_HEADER)}), "
+                f"{where}: expected {len(header)} columns ({','.join(header)}), "
                 f"got {len(cells)}: {_show(content)}"
             )
             continue
-        katana = _katana_variant_id(cells[0])
-        shopify = _shopify_variant_gid(cells[1])
+        row = dict(zip(header, cells, strict=True))
+        katana = _katana_variant_id(row["katana_variant_id"])
+        shopify = _shopify_variant_gid(row["shopify_variant_id"])
         if katana is None:
             errors.append(
-                f"{where}: katana_variant_id must be a positive integer, got {_show(cells[0])}"
+                f"{where}: katana_variant_id must be a positive integer, "
+                f"got {_show(row['katana_variant_id'])}"
             )
         if shopify is None:
             errors.append(
                 f"{where}: shopify_variant_id must be a gid like "
-                f"gid://shopify/ProductVariant/123 or the number 123, got {_show(cells[1])}"
+                f"gid://shopify/ProductVariant/123 or the number 123, "
+                f"got {_show(row['shopify_variant_id'])}"
             )
-        if katana is None or shopify is None:
-            continue
-        if katana in katana_line:
-            errors.append(
-                f"{where}: Katana variant {katana} is already mapped on line {katana_line[katana]}"
-            )
+        units = _map_number(where, row, "units_per_pack", 1, errors)
+        buffer = _map_number(where, row, "buffer", 0, errors)
+        if katana is None or shopify is None or units == _BAD or buffer == _BAD:
             continue
         if shopify in shopify_line:
             other, other_line = shopify_line[shopify]
@@ -971,12 +1105,65 @@ def _parse_variant_map(path: Path) -> tuple[dict[int, str], list[str]]:
                 f"(line {other_line}); a Shopify variant may be fed by only one Katana variant"
             )
             continue
-        katana_line[katana] = number
         shopify_line[shopify] = (katana, number)
-        entries[katana] = shopify
-    if not header_seen:
+        targets.setdefault(katana, []).append(shopify)
+        rule = TargetRule(
+            units_per_pack=1 if units is None else units,
+            buffer=buffer,
+        )
+        if rule != TargetRule():
+            rules[shopify] = rule
+    if header is None:
         errors.append(f"{path}: empty; expected the header {','.join(VARIANT_MAP_HEADER)}")
-    return entries, errors
+    entries: dict[int, str | tuple[str, ...]] = {
+        katana: gids[0] if len(gids) == 1 else tuple(gids) for katana, gids in targets.items()
+    }
+    return entries, rules, errors
+
+
+# A bad optional cell (reported); None is an empty one.
+_BAD: Final = -1
+
+
+def _variant_map_header(
+    where: str, cells: list[str], content: str, errors: list[str]
+) -> tuple[str, ...]:
+    """The columns of a variant map (the two required ones when the line is no header)."""
+    required = VARIANT_MAP_HEADER
+    expected = (
+        f"expected {','.join(required)} then optionally {' and '.join(VARIANT_MAP_OPTIONAL)}, "
+        f"got {_show(content)}"
+    )
+    if tuple(cells[: len(required)]) != required:
+        errors.append(f"{where}: the first line must be the header: {expected}")
+        return required
+    extra = cells[len(required) :]
+    for column in extra:
+        if column not in VARIANT_MAP_OPTIONAL:
+            errors.append(f"{where}: unknown column {_show(column)}: {expected}")
+            break
+        if extra.count(column) > 1:
+            errors.append(f"{where}: column {_show(column)} is listed twice: {expected}")
+            break
+    # The rows are still read with this header, so each bad line is reported too.
+    return tuple(cells)
+
+
+def _map_number(
+    where: str, row: Mapping[str, str], column: str, minimum: int, errors: list[str]
+) -> int | None:
+    """An optional whole-number cell: None when absent or empty, _BAD (reported) when wrong."""
+    text = row.get(column, "")
+    if not text:
+        return None
+    if not _DIGITS.match(text) or not minimum <= int(text) <= MAX_PACK_OR_BUFFER:
+        what = "Katana units held back" if column == "buffer" else "Katana units in one pack"
+        errors.append(
+            f"{where}: {column} must be a whole number of {what} between {minimum} and "
+            f"{MAX_PACK_OR_BUFFER:,}, or empty, got {_show(text)}"
+        )
+        return _BAD
+    return int(text)
 
 
 def _katana_variant_id(text: str) -> int | None:

@@ -231,11 +231,20 @@ class LocationError(ValueError):
     """A location mapping that cannot be applied (unknown Katana location, shared Shopify one)."""
 
 
+# A location mapping's Katana side: an id (int), a name (str), or a pool of them (a tuple).
+LocationRef = int | str | tuple[int | str, ...]
+
+
 def resolve_locations(
-    mappings: Sequence[tuple[int | str, Sequence[str]]],
+    mappings: Sequence[tuple[LocationRef, Sequence[str]]],
     katana_locations: Mapping[int, str],
 ) -> dict[int, tuple[str, ...]]:
-    """Resolve configured location pairs to {Katana location id: Shopify location gids}."""
+    """Resolve configured location pairs to {Katana location id: Shopify location gids}.
+
+    A pool (a tuple of references) lists its Shopify locations under each of its Katana
+    locations: a Shopify location listed under several is fed by their sum. A Shopify location
+    may be fed by one entry only (one Katana location, or one pool).
+    """
     ids_by_name: dict[str, list[int]] = {}
     for location_id, name in katana_locations.items():
         ids_by_name.setdefault(name, []).append(location_id)
@@ -248,23 +257,39 @@ def resolve_locations(
 
     errors: list[str] = []
     resolved: dict[int, list[str]] = {}
+    # Shopify location gid -> the Katana location ids feeding it (one, or a pool's).
+    fed_by: dict[str, tuple[int, ...]] = {}
     for ref, shopify_ids in mappings:
-        katana_id = _resolve_ref(ref, katana_locations, ids_by_name, known, errors)
-        if katana_id is None:
+        refs = ref if isinstance(ref, tuple) else (ref,)
+        members: list[int] = []
+        for one in refs:
+            katana_id = _resolve_ref(one, katana_locations, ids_by_name, known, errors)
+            if katana_id is None:
+                members = []
+                break
+            if katana_id in members:
+                errors.append(
+                    f"Katana location {_describe(katana_id, katana_locations)} is listed twice "
+                    "in one pool"
+                )
+                members = []
+                break
+            members.append(katana_id)
+        if not members:
             continue
-        # The same Katana location listed twice (by name and by id, say) is one mapping.
-        gids = resolved.setdefault(katana_id, [])
-        gids.extend(gid for gid in shopify_ids if gid not in gids)
-
-    fed_by: dict[str, int] = {}
-    for katana_id, gids in resolved.items():
-        for gid in gids:
-            other = fed_by.setdefault(gid, katana_id)
-            if other != katana_id:
+        feeders = tuple(sorted(members))
+        for katana_id in members:
+            # The same Katana location listed twice (by name and by id, say) is one mapping.
+            gids = resolved.setdefault(katana_id, [])
+            gids.extend(gid for gid in shopify_ids if gid not in gids)
+        for gid in shopify_ids:
+            other = fed_by.setdefault(gid, feeders)
+            if other != feeders:
                 errors.append(
                     f"Shopify location {gid} is fed by two Katana locations, "
-                    f"{_describe(other, katana_locations)} and "
-                    f"{_describe(katana_id, katana_locations)}; map it to one only"
+                    f"{_describe_all(other, katana_locations)} and "
+                    f"{_describe_all(feeders, katana_locations)}; map it to one only (or list "
+                    "them in one entry to pool them)"
                 )
     if errors:
         raise LocationError("; ".join(errors))
@@ -300,3 +325,8 @@ def _resolve_ref(
 
 def _describe(location_id: int, katana_locations: Mapping[int, str]) -> str:
     return f"{katana_locations[location_id]!r} (id {location_id})"
+
+
+def _describe_all(location_ids: Sequence[int], katana_locations: Mapping[int, str]) -> str:
+    described = [_describe(location_id, katana_locations) for location_id in location_ids]
+    return described[0] if len(described) == 1 else "the pool of " + " + ".join(described)

@@ -764,9 +764,13 @@ def test_variant_map_shopify_id_is_a_variant_gid_or_a_number(tmp_path: Path, sho
     assert message.startswith(f"{tmp_path / 'map.csv'}:2: shopify_variant_id must be a gid like")
 
 
-def test_variant_map_katana_id_listed_twice_is_rejected(tmp_path: Path) -> None:
-    (message,) = map_errors(tmp_path, HEADER + "1,10\n1,11\n")
-    assert message == f"{tmp_path / 'map.csv'}:3: Katana variant 1 is already mapped on line 2"
+def test_variant_map_katana_id_on_several_rows_feeds_each_shopify_variant(tmp_path: Path) -> None:
+    # A single and its packs (issue 18): the rows are the Katana variant's whole mapping.
+    path = write_map(tmp_path, HEADER + "1,10\n1,11\n2,20\n")
+    assert load_variant_map(path) == {
+        1: ("gid://shopify/ProductVariant/10", "gid://shopify/ProductVariant/11"),
+        2: "gid://shopify/ProductVariant/20",
+    }
 
 
 def test_variant_map_shopify_variant_fed_by_two_katana_variants_is_rejected(
@@ -830,6 +834,9 @@ def test_example_config_loads_with_its_environment_variables_set() -> None:
     assert [m.katana for m in conn.locations] == ["Main warehouse", 162]
     assert sum(len(m.shopify) for m in conn.locations) == 3
     assert conn.variant_map == {
-        31415926: "gid://shopify/ProductVariant/44001234567890",
+        31415926: (
+            "gid://shopify/ProductVariant/44001234567890",
+            "gid://shopify/ProductVariant/44001234567892",
+        ),
         27182818: "gid://shopify/ProductVariant/44001234567891",
     }
