@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import structlog
 
 from daemon.config import ConfigError, Settings, UnknownConnection, load_settings
 from daemon.domain.mapping import LocationError, resolve_locations
@@ -29,14 +28,12 @@ from daemon.metrics import Metrics
 from daemon.runtime import build_shopify_clients, open_runtime
 from daemon.service import Daemon, settings_secrets
 from daemon.shopify.client import ShopifyError
-from daemon.statelock import StateLock
 from daemon.store import StateError, StateStore
+from daemon.sync.engine import Engine
 from daemon.sync.reconcile import Reconciler, ReconciliationReport
 from daemon.tables import render_csv, render_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-log = structlog.get_logger(__name__)
 
 
 def _settings(args: argparse.Namespace) -> Settings | None:
@@ -64,24 +61,13 @@ def _error(text: str) -> None:
     print(redact(text), file=sys.stderr)
 
 
-def _guard(
-    work: Callable[[Settings], Coroutine[Any, Any, int]],
-    args: argparse.Namespace,
-    *,
-    writes: bool = False,
-) -> int:
-    """Load settings, run `work`, map failures to exit codes with a one-line reason.
-
-    `writes`: `work` writes the state, so it runs only while holding the state file's writer
-    lock (daemon/statelock.py); beside a running daemon it is refused.
-    """
+def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
+    """Load settings, run `work`, map failures to exit codes with a one-line reason."""
     settings = _settings(args)
     if settings is None:
         return EXIT_USAGE
     try:
-        path = settings.daemon.state_path
-        with StateLock.acquire(path) if writes else contextlib.nullcontext():
-            return asyncio.run(work(settings))
+        return asyncio.run(work(settings))
     except UnknownConnection as exc:
         _error(f"stocksync: {exc.args[0]}")
         return EXIT_USAGE
@@ -165,13 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return EXIT_USAGE
-    try:
-        lock = StateLock.acquire(settings.daemon.state_path)
-    except StateError as exc:
-        log.error("state_unusable", error=str(exc))
-        return EXIT_FAILED
-    with lock:  # for the daemon's whole life: one process writes a state file
-        return asyncio.run(Daemon(Path(args.config), settings).run())
+    return asyncio.run(Daemon(Path(args.config), settings).run())
 
 
 def cmd_sync_once(args: argparse.Namespace) -> int:
@@ -200,7 +180,7 @@ def cmd_sync_once(args: argparse.Namespace) -> int:
                 _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
-    return _guard(work, args, writes=True)
+    return _guard(work, args)
 
 
 def _progress() -> Callable[[str], None] | None:
@@ -215,9 +195,59 @@ def _progress() -> Callable[[str], None] | None:
     return show
 
 
-def _print_differences(report: ReconciliationReport) -> None:
+# Shopify location gid -> its name, per connection.
+LocationNames = dict[str, dict[str, str]]
+
+
+async def _location_names(engine: Engine, connections: Iterable[str]) -> LocationNames:
+    """Each connection's Shopify location names (people know "Main", not a gid); a shop whose
+    locations cannot be read keeps its gids."""
+
+    async def one(name: str) -> tuple[str, dict[str, str]]:
+        try:
+            locations = await engine.shopify[name].locations()
+        except ShopifyError:
+            return name, {}
+        taken = Counter(loc.name for loc in locations)
+        # Two locations of one shop may share a name: the gid's number tells them apart.
+        return name, {
+            loc.id: loc.name if taken[loc.name] == 1 else f"{loc.name} ({loc.id.rsplit('/')[-1]})"
+            for loc in locations
+        }
+
+    return dict(await asyncio.gather(*(one(name) for name in dict.fromkeys(connections))))
+
+
+def _named(settings: Settings, args: argparse.Namespace) -> list[str]:
+    """The connections a command is about: --connection, or every one."""
+    if args.connection:
+        return [settings.connection(args.connection).name]
+    return [c.name for c in settings.connections]
+
+
+def _place(names: LocationNames, connection: str, location_id: str) -> str:
+    return names.get(connection, {}).get(location_id, location_id)
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else (plural or singular + 's')}"
+
+
+def _goes_to_0(desired: int, shopify_now: int | None) -> bool:
+    """A level Shopify shows above or below 0 that Katana wants at 0."""
+    return desired == 0 and shopify_now is not None and shopify_now != 0
+
+
+def _print_differences(report: ReconciliationReport, names: LocationNames) -> None:
     rows = [
-        [c.name, d.sku, d.location_id, d.shopify_now, d.desired, "yes" if d.drift else ""]
+        [
+            c.name,
+            d.sku,
+            _place(names, c.name, d.location_id),
+            d.shopify_now,
+            d.desired,
+            "yes" if d.drift else "",
+        ]
         for c in report.connections
         for d in c.differences
     ]
@@ -225,17 +255,69 @@ def _print_differences(report: ReconciliationReport) -> None:
     print(render_table(headers, rows) if rows else "no differences: Shopify is in step")
 
 
+def _print_plan_summary(report: ReconciliationReport, names: LocationNames) -> None:
+    """Per location: levels compared, changes, changes to 0; a warning where every level of a
+    location would be 0 (usually a wrong location mapping); then the totals."""
+    rows: list[list[object]] = []
+    warnings: list[str] = []
+    for c in report.connections:
+        changes = Counter(d.location_id for d in c.differences)
+        to_zero = Counter(
+            d.location_id for d in c.differences if _goes_to_0(d.desired, d.shopify_now)
+        )
+        for location, levels in sorted(
+            c.levels_by_location.items(), key=lambda item: _place(names, c.name, item[0])
+        ):
+            place = _place(names, c.name, location)
+            rows.append([c.name, place, levels, changes[location], to_zero[location]])
+            if to_zero[location] and c.zero_by_location[location] == levels:
+                warnings.append(
+                    f"{c.name}: every level at {place} would go to 0: check the connection's "
+                    "location mapping and Katana's stock there before pushing"
+                )
+    if rows:
+        print()
+        print(render_table(["connection", "location", "levels", "changes", "to_0"], rows))
+    print()
+    for warning in warnings:
+        print(f"warning: {warning}")
+    changed = sum(len(c.differences) for c in report.connections)
+    zeroed = sum(
+        _goes_to_0(d.desired, d.shopify_now) for c in report.connections for d in c.differences
+    )
+    print(f"{_count(changed, 'level')} would change, {zeroed} of them to 0")
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """`stocksync reconcile`: one reconciliation now (optionally a dry run)."""
 
     async def work(settings: Settings) -> int:
-        # A dry run writes nothing (a private copy of the state), so it needs no writer lock.
-        async with open_runtime(settings, read_only=args.dry_run) as runtime:
-            report = await Reconciler.of(runtime.engine, _progress()).run(
-                connection=args.connection, dry_run=args.dry_run
+        async with open_runtime(settings) as runtime:
+            reading = asyncio.create_task(
+                _location_names(runtime.engine, _named(settings, args) if args.dry_run else ())
             )
+            try:
+                report = await Reconciler.of(runtime.engine, _progress()).run(
+                    connection=args.connection, dry_run=args.dry_run
+                )
+            except BaseException:
+                reading.cancel()  # the names are not needed: the error is reported instead
+                raise
+            names = await reading
         if args.dry_run:
-            _print_differences(report)
+            _print_differences(report, names)
+            for c in report.connections:
+                for error in c.outcome.errors if c.outcome is not None else ():
+                    _error(f"{c.name}: {error}")
+            differences = [d for c in report.connections for d in c.differences]
+            print(
+                f"dry run: {_count(sum(c.considered for c in report.connections), 'level')} "
+                f"checked, {len(differences)} would change "
+                f"({sum(d.drift for d in differences)} drifted), "
+                f"{sum(_goes_to_0(d.desired, d.shopify_now) for d in differences)} to 0; "
+                "nothing was written"
+            )
+            return EXIT_OK if report.ok else EXIT_FAILED
         for c in report.connections:
             if c.skipped:
                 print(f"{c.name}: skipped ({c.skipped})")
@@ -249,18 +331,28 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                     _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
-    return _guard(work, args, writes=not args.dry_run)
+    return _guard(work, args)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """`stocksync plan`: what a push would change, without writing anything."""
 
     async def work(settings: Settings) -> int:
-        async with open_runtime(settings) as runtime:
-            report = await Reconciler.of(runtime.engine, _progress()).run(
-                connection=args.connection, dry_run=True, full=True
-            )
-        _print_differences(report)
+        # On a copy of the state: a plan changes nothing, not even the state file.
+        async with open_runtime(settings, read_only=True) as runtime:
+            # Read first, while the shop's query budget is full (it is cheap then, and the level
+            # reads after it would leave it waiting for the budget to refill).
+            reading = asyncio.create_task(_location_names(runtime.engine, _named(settings, args)))
+            try:
+                report = await Reconciler.of(runtime.engine, _progress()).run(
+                    connection=args.connection, dry_run=True, full=True
+                )
+            except BaseException:
+                reading.cancel()  # the names are not needed: the error is reported instead
+                raise
+            names = await reading
+        _print_differences(report, names)
+        _print_plan_summary(report, names)
         # A connection that could not be planned (its Katana locations do not resolve).
         for c in report.connections:
             for error in c.outcome.errors if c.outcome is not None else ():
@@ -275,18 +367,24 @@ def cmd_mappings(args: argparse.Namespace) -> int:
 
     async def work(settings: Settings) -> int:
         rows: list[list[object]] = []
-        async with open_runtime(settings) as runtime:
+        totals: list[str] = []
+        # UnknownConnection (exit 2) before anything is read, as plan and reconcile do.
+        connections = (
+            [settings.connection(args.connection)] if args.connection else settings.connections
+        )
+        # On a copy of the state: a report changes nothing, not even the state file.
+        async with open_runtime(settings, read_only=True) as runtime:
             engine = runtime.engine
-            await engine.prepare()
+            await engine.keeper.prepare([c.name for c in connections])
             variants = engine.katana_variants()
-            for conn in settings.connections:
-                if args.connection and conn.name != args.connection:
-                    continue
+            for conn in connections:
                 table = (await engine.mapping_for(conn)).table
                 for vid, targets in sorted(table.targets.items()):
                     for t in targets:
                         rows.append([conn.name, "mapped", variants[vid].sku, vid, t.id, ""])
-                for vid in sorted(table.unmapped_katana):
+                # A shadowed variant has no target either: it is listed once, as shadowed.
+                unmapped = sorted(table.unmapped_katana - table.shadowed.keys())
+                for vid in unmapped:
                     rows.append([conn.name, "unmapped", variants[vid].sku, vid, None, ""])
                 for vid, winner in sorted(table.shadowed.items()):
                     rows.append(
@@ -321,11 +419,44 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                             "variant map names a variant that does not exist",
                         ]
                     )
+                fed = {t.id for targets in table.targets.values() for t in targets}
+                untracked = {sv.id for sv in table.untracked}
+                shopify_only = [
+                    sv
+                    for sv in engine.keeper.shopify_variants.get(conn.name, ())
+                    if sv.id not in fed and sv.id not in untracked
+                ]
+                for sv in sorted(shopify_only, key=lambda sv: (sv.sku or "", sv.id)):
+                    rows.append(
+                        [
+                            conn.name,
+                            "shopify_only",
+                            sv.sku,
+                            None,
+                            sv.id,
+                            "no Katana variant feeds it (no SKU match, no variant map entry)",
+                        ]
+                    )
+                bad = _count(
+                    len(table.unknown_map_entries),
+                    "bad variant map entry",
+                    "bad variant map entries",
+                )
+                totals.append(
+                    f"{conn.name}: {len(table.targets)} mapped, {len(unmapped)} unmapped, "
+                    f"{len(table.shadowed)} shadowed, {len(table.untracked)} untracked, "
+                    f"{len(shopify_only)} Shopify-only, {bad}"
+                )
         headers = ["connection", "status", "sku", "katana_variant", "shopify_variant", "note"]
         if args.format == "csv":
             print(render_csv(headers, rows), end="")
+            # Totals would break the CSV: they go to stderr, for a person watching.
+            for line in totals:
+                print(line, file=sys.stderr)
         else:
             print(render_table(headers, rows))
+            for line in totals:
+                print(line)
         return EXIT_OK
 
     return _guard(work, args)
@@ -355,14 +486,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     """`stocksync history SKU`: the audit log of pushes for one SKU."""
 
     async def work(settings: Settings) -> int:
-        store = await StateStore.open(settings.daemon.state_path)
+        # Read-only: the audit log as it is; a missing state file is reported, not created.
+        store = await StateStore.open_read_only(settings.daemon.state_path)
         try:
-            entries = await store.history(args.sku, limit=args.limit)
+            entries = await store.history(
+                args.sku, limit=args.limit, connection=args.connection, since=args.since
+            )
         finally:
             await store.close()
         rows = [
             [
-                e.at.isoformat(timespec="seconds"),
+                # Local time, with its UTC offset: the operator's clock, never ambiguous.
+                e.at.astimezone().isoformat(sep=" ", timespec="seconds"),
                 e.connection,
                 e.location_id,
                 e.from_quantity,

@@ -101,12 +101,21 @@ def _session() -> aiohttp.ClientSession:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, metrics: Metrics | None = None, tuning: Tuning = DEFAULT_TUNING
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    tuning: Tuning = DEFAULT_TUNING,
+    read_only: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Open the store and the API sessions; close them in reverse order, once."""
+    """Open the store and the API sessions; close them in reverse order, once.
+
+    `read_only` (plan, mappings, dry runs): the engine works on a private copy of the state,
+    so the state file is never created or changed (StateStore.open_copy).
+    """
     metrics = metrics if metrics is not None else Metrics(process=False)
     async with AsyncExitStack() as stack:
-        store = await StateStore.open(settings.daemon.state_path)
+        path = settings.daemon.state_path
+        store = await (StateStore.open_copy(path) if read_only else StateStore.open(path))
         stack.push_async_callback(store.close)
         katana_session = await stack.enter_async_context(_session())
         shopify_session = await stack.enter_async_context(_session())

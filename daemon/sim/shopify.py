@@ -1617,6 +1617,8 @@ class ShopifySim:
         self.restore_rate = float(restore_rate)
         self.faults = ShopifyFaults()
         self.mutation_calls: collections.Counter[str] = collections.Counter()
+        # Executed queries by operation name ("Variants", "AvailableLevels", ...).
+        self.query_calls: collections.Counter[str] = collections.Counter()
         # The idempotency key of every inventorySetQuantities call executed, in order.
         self.set_quantities_keys: list[str | None] = []
         self.set_quantities_sizes: list[int] = []
@@ -1947,6 +1949,8 @@ class ShopifySim:
             return self._throttled(requested)
         self._bucket -= requested
         is_mutation = operation.operation is OperationType.MUTATION
+        if not is_mutation:
+            self.query_calls[operation.name.value if operation.name else ""] += 1
         context = _Request(self, version, raw_variables, origin=origin)
         result = execute_sync(
             _SCHEMA,

@@ -97,7 +97,8 @@ class CatalogueKeeper:
         missing = [
             c.name
             for c in ctx.enabled()
-            if c.name not in self.shopify_variants and (connections is None or c.name in connections)
+            if c.name not in self.shopify_variants
+            and (connections is None or c.name in connections)
         ]
         # gather, not a TaskGroup: the first failure propagates as itself (KatanaError,
         # ShopifyError), which is what the callers handle.

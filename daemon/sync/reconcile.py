@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,6 +59,10 @@ class ConnectionReconciliation:
     differences: list[LevelDifference] = field(default_factory=list)
     outcome: ConnectionOutcome | None = None
     skipped: str | None = None
+    # Per Shopify location: the levels compared, and those Katana wants at 0 (`plan` warns of
+    # a whole location going to 0: usually a wrong location mapping).
+    levels_by_location: Counter[str] = field(default_factory=Counter)
+    zero_by_location: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -117,20 +123,38 @@ class Reconciler:
         try:
             with structlog.contextvars.bound_contextvars(run_id=report.run_id):
                 self._progress("reading the Katana and Shopify catalogues")
+                # Only the shops asked about: `plan --connection A` reads no other catalogue.
+                names = [c.name for c in targets]
                 if full:
-                    self._keeper.forget_remote()
-                await self._keeper.prepare()
-                lookback = timedelta(hours=settings.reconciliation.lookback_hours)
-                recent = await self._recent_order_variants(ctx.now() - lookback)
+                    self._keeper.forget_remote(names)
+                await self._keeper.prepare(names)
+                recent: set[int] = set()
+                if not full:
+                    # A full run reads every variant's stock: the recent orders add nothing.
+                    lookback = timedelta(hours=settings.reconciliation.lookback_hours)
+                    recent = await self._recent_order_variants(ctx.now() - lookback)
                 self._progress(
                     "reading Katana stock of "
                     + ("every variant" if full else f"{len(recent)} recently ordered variants")
                 )
                 stock = await ctx.katana.inventory(None if full else recent)
-                for conn in targets:
-                    report.connections.append(
-                        await self._reconcile_connection(conn, recent, stock, report)
+                self._progress(f"read Katana stock of {len(stock)} variants")
+                if dry_run:
+                    # Each shop has a query budget of its own: compared side by side, several
+                    # connections take as long as the largest, not their sum.
+                    report.connections.extend(
+                        await asyncio.gather(
+                            *(
+                                self._reconcile_connection(conn, recent, stock, report)
+                                for conn in targets
+                            )
+                        )
                     )
+                else:
+                    for conn in targets:
+                        report.connections.append(
+                            await self._reconcile_connection(conn, recent, stock, report)
+                        )
             ok = report.ok
         finally:
             if run_row is not None:
@@ -193,6 +217,9 @@ class Reconciler:
                 result.not_stocked += sum(1 for d in plan.levels if d.key not in plan.baseline)
                 result.drift += drift(plan.snapshot, plan.baseline)
             result.considered += len(plan.levels)
+            for level in plan.levels:
+                result.levels_by_location[level.location_id] += 1
+                result.zero_by_location[level.location_id] += level.quantity == 0
             result.differences.extend(_differences(plan.pushes, plan.baseline, plan.snapshot))
 
         if report.dry_run:
@@ -225,8 +252,32 @@ class Reconciler:
         locations = sorted({d.location_id for d in levels})
         if not items:
             return {}
-        actual = await self._ctx.shopify[mapping.name].available_levels(items, locations)
+        name = mapping.name
+        actual = await self._ctx.shopify[name].available_levels(
+            items,
+            locations,
+            progress=_by_tenths(
+                lambda done, total: self._progress(
+                    f"{name}: read Shopify levels of {done}/{total} items"
+                )
+            ),
+        )
         return {k: SnapshotEntry(quantity=q) for k, q in actual.items() if q is not None}
+
+
+def _by_tenths(report: Callable[[int, int], None]) -> Callable[[int, int], None]:
+    """`report`, passed on at most once per tenth of the way (a large shop reads hundreds of
+    pages) and at the end."""
+    shown = -1
+
+    def tell(done: int, total: int) -> None:
+        nonlocal shown
+        tenth = done * 10 // max(total, 1)
+        if tenth > shown:
+            shown = tenth
+            report(done, total)
+
+    return tell
 
 
 def drift(

@@ -169,7 +169,8 @@ async def test_history_shows_every_push_of_a_sku(world: World) -> None:
     assert run.code == 0, run.err
     rows = run.out.splitlines()[2:]
     assert len(rows) == 4  # two locations × two pushes
-    assert any(" 3  5 " in f" {row} " or row.split()[3:5] == ["3", "5"] for row in rows)
+    # when (date, local time), connection, location, from, to, ...
+    assert any(row.split()[4:6] == ["3", "5"] for row in rows)
 
 
 async def test_release_hold_on_a_connection_that_is_not_held_says_so(world: World) -> None:
