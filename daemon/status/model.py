@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
+
 from daemon import __version__
 from daemon.config import ConnectionSettings
 from daemon.domain.mapping import normalize_sku
@@ -25,13 +27,15 @@ from daemon.domain.plan import desired_levels
 from daemon.domain.quantity import QuantityPolicy, available, kit_potential
 from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaError
-from daemon.logs import Outage
+from daemon.logs import Outage, describe_error
 from daemon.metrics import Metrics
 from daemon.store import AuditEntry, Parked
 from daemon.sync.engine import Engine
 from daemon.sync.mappings import ConnectionMapping
 from daemon.sync.reconcile import NIGHTLY
 from daemon.sync.report import CycleReport
+
+log = structlog.get_logger(__name__)
 
 # Problem rows shown per group; the counts always cover every row, and the SKU filter is
 # applied before the cap, so a search finds rows beyond it.
@@ -415,14 +419,17 @@ class StockCache:
         return stock, read_at, error
 
     async def _read(self, key: frozenset[int], reader: StockReader) -> None:
+        read_at = datetime.now(UTC)
         try:
             stock: StockTable | None = await reader(sorted(key))
             error = None
-        except (KatanaError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever it is, the page says so and keeps working
+            log.warning("status_stock_read_failed", variants=len(key), error=describe_error(exc))
             previous = self._done.get(key)
-            stock = previous[2] if previous is not None else None
-            error = f"Katana's stock could not be read just now ({type(exc).__name__}: {exc})"
-        self._done[key] = (self._clock(), datetime.now(UTC), stock, error)
+            # The previous read, if any, stays on show under its own time.
+            stock, read_at = (previous[2], previous[1]) if previous is not None else (None, read_at)
+            error = f"Katana's stock could not be read just now ({describe_error(exc)})"
+        self._done[key] = (self._clock(), read_at, stock, error)
         while len(self._done) > self.entries:
             del self._done[next(iter(self._done))]
 
