@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from daemon.domain.mapping import MappingTable, normalize_sku
@@ -230,10 +230,7 @@ NO_FILTER = SyncFilter()
 
 
 def apply_filter(
-    table: MappingTable,
-    variants: Mapping[int, KatanaVariant],
-    sync_filter: SyncFilter,
-    category_of: Callable[[KatanaVariant], str | None] = lambda _variant: None,
+    table: MappingTable, variants: Mapping[int, KatanaVariant], sync_filter: SyncFilter
 ) -> MappingTable:
     """The table with the variants `sync_filter` leaves out moved from `targets` to `filtered`.
 
@@ -246,13 +243,7 @@ def apply_filter(
     filtered: dict[int, str] = {}
     for variant_id, shopify in table.targets.items():
         variant = variants.get(variant_id)
-        reason = (
-            None
-            if variant is None
-            else sync_filter.excludes(
-                variant.sku, category_of(variant) if sync_filter.uses_categories else None
-            )
-        )
+        reason = None if variant is None else sync_filter.excludes(variant.sku, variant.category)
         if reason is None:
             targets[variant_id] = shopify
         else:

@@ -86,6 +86,7 @@ class KatanaItem:
     is_auto_assembly: bool
     archived: bool
     updated_at: datetime
+    category: str | None = None  # category_name: what sync filters match (issue 18)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,8 @@ class Catalogue:
     _items: dict[ItemKind, dict[int, int]] = field(
         default_factory=lambda: {"product": {}, "material": {}}, repr=False
     )
+    # The category_name of the products and materials that have one (sync filters read it).
+    _categories: dict[tuple[ItemKind, int], str] = field(default_factory=dict, repr=False)
     # ingredient variant id -> kits assembled from it; rebuilt lazily after a merge.
     _users: dict[int, list[int]] | None = field(default=None, repr=False, compare=False)
 
@@ -155,9 +158,14 @@ class Catalogue:
         for i in items:
             self._items[i.kind][i.id] = _flags(i)
             changed_items.add((i.kind, i.id))
+            if i.category is None:
+                self._categories.pop((i.kind, i.id), None)
+            else:
+                self._categories[(i.kind, i.id)] = i.category
         for v in variants:
             self.variants[v.id] = self._resolved(v)
-        # Archiving a product retires its variants; is_auto_assembly makes them kits.
+        # Archiving a product retires its variants; is_auto_assembly makes them kits; its
+        # category is theirs.
         for variant_id in self.variants_of(changed_items):
             self.variants[variant_id] = self._resolved(self.variants[variant_id])
         self._users = None
@@ -175,6 +183,13 @@ class Catalogue:
 
     def holds_item(self, item: KatanaItem) -> bool:
         """Whether the catalogue already knows this product or material as it is (a re-read)."""
+        return self.holds_item_flags(item) and (
+            self._categories.get((item.kind, item.id)) == item.category
+        )
+
+    def holds_item_flags(self, item: KatanaItem) -> bool:
+        """Whether what the item passes on to its variants' stock (archived, kit) is known as
+        it is: a change of category alone moves no quantity."""
         return self._items[item.kind].get(item.id) == _flags(item)
 
     def holds(self, row: KatanaVariantRow) -> bool:
@@ -201,6 +216,7 @@ class Catalogue:
             retired=row.deleted or bool(flags & _ARCHIVED),
             is_kit=bool(flags & _KIT),
             deleted=row.deleted,
+            category=None if key is None else self._categories.get(key),
         )
 
     def kits_using(self, ingredient_ids: Iterable[int]) -> set[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -170,7 +171,16 @@ def parse_item(raw: object, kind: ItemKind) -> KatanaItem:
         is_auto_assembly=kind == "product" and row.flag("is_auto_assembly"),
         archived=gone,
         updated_at=row.timestamp("updated_at"),
+        category=_category(row.optional_text("category_name")),
     )
+
+
+def _category(text: str | None) -> str | None:
+    """A category as sync filters match it: surrounding spaces ignored, blank = none; interned
+    (a catalogue holds a few categories thousands of times)."""
+    if text is None or not text.strip():
+        return None
+    return sys.intern(text.strip())
 
 
 def parse_bom_row(raw: object) -> BomRow:

@@ -126,6 +126,7 @@ class _Item(_Record):
     kind: Literal["product", "material"]
     name: str
     is_auto_assembly: bool
+    category: str | None = None
     archived_at: datetime | None = None
     variant_ids: list[int] = field(default_factory=list)
 
@@ -317,6 +318,7 @@ class ProductSpec(NamedTuple):
     name: str
     skus: Sequence[str | None]
     is_auto_assembly: bool = False
+    category: str | None = None  # category_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,10 +492,15 @@ class KatanaSim:
         return self._locations.add(location).id
 
     def add_product(
-        self, name: str, skus: Sequence[str | None] = (None,), *, is_auto_assembly: bool = False
+        self,
+        name: str,
+        skus: Sequence[str | None] = (None,),
+        *,
+        is_auto_assembly: bool = False,
+        category: str | None = None,
     ) -> list[int]:
         """Create a product with one variant per SKU (None = no SKU); returns the variant ids."""
-        return self.add_products([ProductSpec(name, skus, is_auto_assembly)])[0]
+        return self.add_products([ProductSpec(name, skus, is_auto_assembly, category)])[0]
 
     def add_products(self, specs: Sequence[ProductSpec]) -> list[list[int]]:
         """Create many products in one event (an import): same timestamp, variant ids each."""
@@ -501,9 +508,11 @@ class KatanaSim:
         with gc_paused():
             return [self._create_item("product", spec, at) for spec in specs]
 
-    def add_material(self, name: str, skus: Sequence[str | None] = (None,)) -> list[int]:
+    def add_material(
+        self, name: str, skus: Sequence[str | None] = (None,), *, category: str | None = None
+    ) -> list[int]:
         """Create a material with one variant per SKU; returns the variant ids."""
-        return self.add_materials([ProductSpec(name, skus)])[0]
+        return self.add_materials([ProductSpec(name, skus, category=category)])[0]
 
     def add_materials(self, specs: Sequence[ProductSpec]) -> list[list[int]]:
         """Create many materials in one event; variant ids each."""
@@ -523,6 +532,7 @@ class KatanaSim:
             kind=kind,
             name=spec.name,
             is_auto_assembly=spec.is_auto_assembly,
+            category=spec.category,
             created_at=at,
             updated_at=at,
         )
@@ -621,6 +631,14 @@ class KatanaSim:
         at = self._tick()
         variant.deleted_at = at
         self._variants.touch(variant, at)
+
+    def set_category(
+        self, kind: Literal["product", "material"], item_id: int, category: str | None
+    ) -> None:
+        """Edit a product's or material's category_name (None: no category)."""
+        item = self._items_of(kind).live(item_id, kind)
+        item.category = category
+        self._items_of(kind).touch(item, self._tick())
 
     def archive_product(self, product_id: int) -> None:
         """Archive a product: its variants leave /inventory unless include_archived."""
@@ -2263,6 +2281,8 @@ class _KatanaApi:
             "archived_at": None if row.archived_at is None else iso(row.archived_at),
             **self._stamps(row),
         }
+        if row.category is not None:
+            body["category_name"] = row.category
         if row.kind == "product":
             body["is_producible"] = any(self.sim._bom_by_kit.get(v) for v in row.variant_ids)
             body["is_auto_assembly"] = row.is_auto_assembly

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Final
@@ -26,13 +27,14 @@ def _variant_row(row: Sequence[Any]) -> KatanaVariantRow:
 
 
 def _item(row: Sequence[Any]) -> KatanaItem:
-    kind, iid, is_auto_assembly, archived, updated_at = row
+    kind, iid, is_auto_assembly, archived, updated_at, category = row
     return KatanaItem(
         id=iid,
         kind=_ITEM_KINDS[kind],
         is_auto_assembly=bool(is_auto_assembly),
         archived=bool(archived),
         updated_at=_from_iso(updated_at),
+        category=None if category is None else sys.intern(category),
     )
 
 
@@ -75,7 +77,14 @@ class CatalogueStore(StoreBase):
             for v in variants
         )
         item_rows = (
-            (i.kind, i.id, int(i.is_auto_assembly), int(i.archived), _iso(i.updated_at))
+            (
+                i.kind,
+                i.id,
+                int(i.is_auto_assembly),
+                int(i.archived),
+                _iso(i.updated_at),
+                i.category,
+            )
             for i in items
         )
         final_bom = {b.id: b for b in bom}  # rows arrive in order: the last one for an id wins
@@ -101,7 +110,7 @@ class CatalogueStore(StoreBase):
             )
             await db.executemany(
                 "INSERT OR REPLACE INTO catalogue_items (kind, id, is_auto_assembly, archived, "
-                "updated_at) VALUES (?, ?, ?, ?, ?)",
+                "updated_at, category) VALUES (?, ?, ?, ?, ?, ?)",
                 item_rows,
             )
             await db.executemany(
@@ -119,7 +128,8 @@ class CatalogueStore(StoreBase):
                 "FROM catalogue_variants"
             )
             item_rows = await self._db.execute_fetchall(
-                "SELECT kind, id, is_auto_assembly, archived, updated_at FROM catalogue_items"
+                "SELECT kind, id, is_auto_assembly, archived, updated_at, category "
+                "FROM catalogue_items"
             )
             bom_rows = await self._db.execute_fetchall(
                 "SELECT id, product_variant_id, ingredient_variant_id, quantity, updated_at "

@@ -161,5 +161,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "DROP TABLE catalogue_bom",
         "ALTER TABLE catalogue_bom_nullable RENAME TO catalogue_bom",
     ),
+    (
+        # Katana's category_name of each product and material: sync filters match it (issue 18).
+        "ALTER TABLE catalogue_items ADD COLUMN category TEXT",
+        # The items cached before were stored without it: with no items cursor the next cycle
+        # reads every product and material again (DeltaSources.collect); their variants' stock
+        # is not re-read for it.
+        "DELETE FROM cursors WHERE source = 'items'",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)

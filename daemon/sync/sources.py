@@ -70,7 +70,8 @@ class DeltaSources:
         full_bom = last_full is None or started - last_full >= BOM_FULL_READ_INTERVAL
         variants, items, bom = await asyncio.gather(
             ctx.katana.read_variants(since("variants")),
-            ctx.katana.read_items(since("items")),
+            # No items cursor (a state file from before categories were kept): read them all.
+            ctx.katana.read_items(since("items") if "items" in cursors else None),
             ctx.katana.read_bom_rows(None if full_bom else since("bom_rows")),
         )
         reads: list[Read[Change]] = await asyncio.gather(
@@ -143,6 +144,8 @@ class DeltaSources:
         # so an idle cycle neither rebuilds the mappings nor re-reads any stock.
         changed_variants = [v for v in variants.rows if not catalogue.holds(v)]
         changed_items = [i for i in items.rows if not catalogue.holds_item(i)]
+        # A category edited alone moves no quantity: it only rebuilds the mappings (filters).
+        reflagged = [i for i in changed_items if not catalogue.holds_item_flags(i)]
         changed_bom = [
             b
             for b in bom_rows
@@ -155,7 +158,7 @@ class DeltaSources:
             for v in changed_variants:
                 mark(v.id, v.updated_at)
             # Archiving a product retires its variants; is_auto_assembly makes them kits.
-            for variant_id in catalogue.variants_of({(i.kind, i.id) for i in changed_items}):
+            for variant_id in catalogue.variants_of({(i.kind, i.id) for i in reflagged}):
                 mark(variant_id, started)
             catalogue.merge(changed_variants, changed_items, changed_bom)
             await ctx.store.save_catalogue(changed_variants, changed_items, changed_bom)

@@ -486,6 +486,7 @@ def test_katanas_products_example_parses_to_an_archived_kit(
         is_auto_assembly=True,
         archived=True,  # archived_at is set
         updated_at=at("2020-10-23T10:37:05.085Z"),
+        category="lightsaber",  # category_name: what sync filters match
     )
 
 
@@ -500,6 +501,7 @@ def test_katanas_materials_example_parses_to_an_archived_material(
         is_auto_assembly=False,
         archived=True,
         updated_at=at("2020-10-23T10:37:05.085Z"),
+        category="Lightsaber components",
     )
 
 

@@ -395,13 +395,15 @@ def test_sku_patterns_are_case_sensitive_fnmatch_globs() -> None:
 
 
 def test_category_filters_read_the_product_or_material_category() -> None:
-    katana = [kv(1, "A"), kv(2, "B"), kv(3, "C")]
-    categories = {1: "Finished goods", 2: "Raw materials", 3: None}
+    katana = [
+        KatanaVariant(id=1, sku="A", created_at=T0, product_id=1, category="Finished goods"),
+        KatanaVariant(id=2, sku="B", created_at=T0, material_id=2, category="Raw materials"),
+        KatanaVariant(id=3, sku="C", created_at=T0, product_id=3),
+    ]
     table = apply_filter(
         table_of(katana, [sv(10, "A"), sv(20, "B"), sv(30, "C")]),
         {k.id: k for k in katana},
         SyncFilter(exclude_categories=("Raw*",)),
-        lambda variant: categories[variant.id],
     )
     assert set(table.targets) == {1, 3}
     assert table.filtered == {
@@ -439,14 +441,14 @@ def test_no_filter_keeps_the_table_as_it_is() -> None:
 def test_a_filtered_variant_keeps_its_shopify_variants_which_no_other_variant_takes() -> None:
     # Variant 2 wins the SKU over 1; filtering 2 out leaves the Shopify variant unfed (as last
     # pushed), never fed by the shadowed variant 1 instead.
-    older = KatanaVariant(id=1, sku="A", created_at=T0, product_id=1)
-    newer = KatanaVariant(id=2, sku="A", created_at=datetime(2025, 2, 1, tzinfo=UTC), product_id=2)
-    categories = {1: "Keep", 2: "Drop"}
+    older = KatanaVariant(id=1, sku="A", created_at=T0, product_id=1, category="Keep")
+    newer = KatanaVariant(
+        id=2, sku="A", created_at=datetime(2025, 2, 1, tzinfo=UTC), product_id=2, category="Drop"
+    )
     table = apply_filter(
         table_of([older, newer], [sv(10, "A")]),
         {1: older, 2: newer},
         SyncFilter(exclude_categories=("Drop",)),
-        lambda variant: categories[variant.id],
     )
     assert dict(table.targets) == {}
     assert set(table.filtered) == {2}
