@@ -1,4 +1,4 @@
-"""The simulated Shopify Admin API (daemon/sim/shopify.py) fails the way Shopify fails."""
+"""The simulated Shopify Admin API (daemon/sim/shopify/) fails the way Shopify fails."""
 
 from __future__ import annotations
 

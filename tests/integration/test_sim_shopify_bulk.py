@@ -1,4 +1,4 @@
-"""The simulated Shopify's bulk operations (daemon/sim/shopify.py) behave as Shopify's do."""
+"""The simulated Shopify's bulk operations (daemon/sim/shopify/) behave as Shopify's do."""
 
 from __future__ import annotations
 

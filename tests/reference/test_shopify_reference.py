@@ -47,7 +47,7 @@ from graphql import (
 )
 
 import daemon.shopify
-import daemon.sim.shopify as sim_shopify
+import daemon.sim.shopify.schema as sim_schema
 from daemon.domain.models import PlannedPush
 from daemon.metrics import PUSH_ERROR_CODES
 from daemon.secrets import Secret
@@ -58,7 +58,7 @@ from daemon.sim.harness import run_simulators
 from daemon.sim.katana import KatanaSim
 from daemon.sim.shopify import ShopifySim
 
-SIM_FOLDER = Path(sim_shopify.__file__).parent
+SIM_FOLDER = Path(sim_schema.__file__).parent
 TOKEN = "shpat_reference_0001"
 PAGE_SIZE = 250
 
@@ -352,14 +352,14 @@ def schema_differences(sim: GraphQLSchema, real: GraphQLSchema) -> list[str]:
 
 
 def _simulator_schemas() -> dict[str, Callable[[], GraphQLSchema]]:
-    """Every schema the simulated Shopify defines: its SDL files and the one shopify.py serves."""
+    """Every schema the simulated Shopify defines: its SDL files and the one schema.py serves."""
     schemas: dict[str, Callable[[], GraphQLSchema]] = {
         path.name: (lambda path=path: build_schema(path.read_text(encoding="utf-8")))
         for path in sorted(SIM_FOLDER.glob("*.graphql"))
     }
-    for name, value in vars(sim_shopify).items():
+    for name, value in vars(sim_schema).items():
         if isinstance(value, GraphQLSchema):
-            schemas[f"shopify.py:{name}"] = lambda value=value: value
+            schemas[f"shopify/schema.py:{name}"] = lambda value=value: value
     return schemas
 
 
@@ -368,7 +368,7 @@ SIMULATOR_SCHEMAS = _simulator_schemas()
 
 def test_the_simulated_shopify_defines_a_schema() -> None:
     assert "shopify_schema.graphql" in SIMULATOR_SCHEMAS
-    assert any(name.startswith("shopify.py:") for name in SIMULATOR_SCHEMAS)
+    assert any(name.startswith("shopify/schema.py:") for name in SIMULATOR_SCHEMAS)
 
 
 @pytest.mark.parametrize("source", sorted(SIMULATOR_SCHEMAS))
