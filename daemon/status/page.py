@@ -28,8 +28,15 @@ from daemon.status.model import (
     Status,
 )
 
-# Seconds between refreshes of an open page.
-REFRESH_SECONDS = 5
+# An open page refreshes once per poll interval (new data cannot come faster), within these
+# bounds: not busier than every 2 s, and never so slow that a merchant wonders if it is stuck.
+REFRESH_MIN_SECONDS = 2.0
+REFRESH_MAX_SECONDS = 10.0
+
+
+def refresh_seconds(poll_interval: float) -> float:
+    """Seconds between an open page's refreshes."""
+    return min(REFRESH_MAX_SECONDS, max(REFRESH_MIN_SECONDS, poll_interval))
 
 
 def esc(value: object) -> str:
@@ -426,7 +433,8 @@ def render_main(status: Status) -> str:
     sections.append(_problems(status.problems))
     return (
         f'<main id="status" data-generated="{iso(status.generated_at)}" '
-        f'data-refresh="{REFRESH_SECONDS}">{"".join(sections)}</main>'
+        f'data-refresh="{refresh_seconds(status.poll_interval_seconds):g}">'
+        f"{''.join(sections)}</main>"
     )
 
 

@@ -166,25 +166,6 @@ def chromium() -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-@pytest.fixture
-async def browser(
-    chromium: webdriver.Chrome, capsys: pytest.CaptureFixture[str]
-) -> AsyncIterator[Browser]:
-    """The module's Chromium, at desktop size, with an empty console record."""
-    global _announced
-    if not _announced:
-        _announced = True
-        with capsys.disabled():
-            print(f"\n[status page screenshots: {SCREENSHOTS}]", end=" ")
-    wrapper = Browser(chromium)
-    await wrapper.size(*DESKTOP)
-    await wrapper.forget_console()
-    yield wrapper
-    # Whatever a test did, the page must not have logged an error (or failed a load).
-    errors = await wrapper.console_errors()
-    assert not errors, f"browser console errors: {errors}"
-
-
 # ----------------------------------------------------------------------------------- world
 
 
@@ -304,6 +285,30 @@ async def two_shops(tmp_path: Path) -> AsyncIterator[TwoShops]:
         finally:
             await daemon.close()
             print(f"---- daemon.log (last lines) ----\n{daemon.log_tail()}")
+
+
+@pytest.fixture
+async def browser(
+    chromium: webdriver.Chrome, two_shops: TwoShops, capsys: pytest.CaptureFixture[str]
+) -> AsyncIterator[Browser]:
+    """The module's Chromium, at desktop size, with an empty console record.
+
+    It depends on `two_shops` so that it is torn down first: the page leaves while the daemon
+    still answers, and a refresh against a daemon being stopped is not counted as an error.
+    """
+    global _announced
+    if not _announced:
+        _announced = True
+        with capsys.disabled():
+            print(f"\n[status page screenshots: {SCREENSHOTS}]", end=" ")
+    wrapper = Browser(chromium)
+    await wrapper.size(*DESKTOP)
+    await wrapper.forget_console()
+    yield wrapper
+    # Whatever a test did, the page must not have logged an error (or failed a load).
+    errors = await wrapper.console_errors()
+    await wrapper.open("about:blank")
+    assert not errors, f"browser console errors: {errors}"
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -443,6 +443,7 @@ async def test_the_fragment_is_the_refreshable_main_part_only(world: World) -> N
         fragment = await (await client.get("/status?fragment=main")).text()
 
     assert fragment.startswith('<main id="status" data-generated="')
+    assert 'data-refresh="2"' in fragment  # once per poll interval (1 s here), at least 2 s apart
     assert fragment.endswith("</main>")
     assert "<script" not in fragment
 
