@@ -247,11 +247,13 @@ def _print_differences(report: ReconciliationReport, names: LocationNames) -> No
             d.shopify_now,
             d.desired,
             "yes" if d.drift else "",
+            d.rule,
         ]
         for c in report.connections
         for d in c.differences
     ]
-    headers = ["connection", "sku", "location", "shopify_now", "katana_desired", "drift"]
+    # rule: what applies beyond the seed formula (a pool, a pack size, a buffer of its own).
+    headers = ["connection", "sku", "location", "shopify_now", "katana_desired", "drift", "rule"]
     print(render_table(headers, rows) if rows else "no differences: Shopify is in step")
 
 
@@ -353,6 +355,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             names = await reading
         _print_differences(report, names)
         _print_plan_summary(report, names)
+        for c in report.connections:
+            if c.filtered:
+                print(
+                    f"{c.name}: {_count(c.filtered, 'Katana variant')} left out by the sync "
+                    "filters, their Shopify levels left as they are (`stocksync mappings` lists "
+                    "them)"
+                )
         # A connection that could not be planned (its Katana locations do not resolve).
         for c in report.connections:
             for error in c.outcome.errors if c.outcome is not None else ():
@@ -379,9 +388,16 @@ def cmd_mappings(args: argparse.Namespace) -> int:
             variants = engine.katana_variants()
             for conn in connections:
                 table = (await engine.mapping_for(conn)).table
+                rules = conn.target_rules
                 for vid, targets in sorted(table.targets.items()):
                     for t in targets:
-                        rows.append([conn.name, "mapped", variants[vid].sku, vid, t.id, ""])
+                        rule = rules.get(t.id)
+                        note = "" if rule is None else rule.describe()
+                        rows.append([conn.name, "mapped", variants[vid].sku, vid, t.id, note])
+                # Left out by [connections.filters]: their Shopify levels stay as last pushed.
+                for vid, reason in sorted(table.filtered.items()):
+                    for t in table.filtered_targets.get(vid, ()):
+                        rows.append([conn.name, "filtered", variants[vid].sku, vid, t.id, reason])
                 # A shadowed variant has no target either: it is listed once, as shadowed.
                 unmapped = sorted(table.unmapped_katana - table.shadowed.keys())
                 for vid in unmapped:
@@ -420,6 +436,8 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                         ]
                     )
                 fed = {t.id for targets in table.targets.values() for t in targets}
+                # A filtered variant's Shopify variants are not "Shopify-only": it is theirs.
+                fed |= {t.id for targets in table.filtered_targets.values() for t in targets}
                 untracked = {sv.id for sv in table.untracked}
                 shopify_only = [
                     sv
@@ -446,6 +464,8 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                     f"{conn.name}: {len(table.targets)} mapped, {len(unmapped)} unmapped, "
                     f"{len(table.shadowed)} shadowed, {len(table.untracked)} untracked, "
                     f"{len(shopify_only)} Shopify-only, {bad}"
+                    # Only where a connection has sync filters that leave variants out.
+                    + (f", {len(table.filtered)} filtered" if table.filtered else "")
                 )
         headers = ["connection", "status", "sku", "katana_variant", "shopify_variant", "note"]
         if args.format == "csv":

@@ -214,6 +214,13 @@ class Metrics:
             ["connection"],
             registry=r,
         )
+        self.filtered_variants = Gauge(
+            p + "filtered_variants",
+            "Katana variants with Shopify counterparts that the connection's sync filters leave "
+            "out (their Shopify levels are left as last pushed).",
+            ["connection"],
+            registry=r,
+        )
         self.duplicate_skus = Gauge(
             p + "duplicate_skus",
             "SKUs shared by several variants on one side.",
@@ -304,6 +311,7 @@ class Metrics:
         self.reconciliation_drift.labels(connection=connection)
         self.connection_held.labels(connection=connection)
         self.unreadable_variants.labels(connection=connection)
+        self.filtered_variants.labels(connection=connection)
         self.late_push_corrections.labels(connection=connection)
         self.sync_lag.labels(connection=connection)
         # The codes are a closed set (PUSH_ERROR_CODES): every child exists from the start, so

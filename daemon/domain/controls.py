@@ -230,7 +230,7 @@ NO_FILTER = SyncFilter()
 
 
 def apply_filter(
-    table: MappingTable, variants: Mapping[int, KatanaVariant], sync_filter: SyncFilter
+    table: MappingTable, variants: Iterable[KatanaVariant], sync_filter: SyncFilter
 ) -> MappingTable:
     """The table with the variants `sync_filter` leaves out moved from `targets` to `filtered`.
 
@@ -239,18 +239,18 @@ def apply_filter(
     """
     if not sync_filter.active:
         return table
-    targets: dict[int, tuple[ShopifyVariant, ...]] = {}
+    mapped = table.targets
     filtered: dict[int, str] = {}
-    for variant_id, shopify in table.targets.items():
-        variant = variants.get(variant_id)
-        reason = None if variant is None else sync_filter.excludes(variant.sku, variant.category)
-        if reason is None:
-            targets[variant_id] = shopify
-        else:
-            filtered[variant_id] = reason
+    for variant in variants:
+        if variant.id in mapped:
+            reason = sync_filter.excludes(variant.sku, variant.category)
+            if reason is not None:
+                filtered[variant.id] = reason
     if not filtered:
         return table
-    return replace(table, targets=targets, filtered=filtered)
+    targets = {k: v for k, v in mapped.items() if k not in filtered}
+    left_out = {k: mapped[k] for k in filtered}
+    return replace(table, targets=targets, filtered=filtered, filtered_targets=left_out)
 
 
 def rule_policies(

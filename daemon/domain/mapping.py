@@ -23,9 +23,10 @@ class MappingTable:
     duplicate_skus_katana: frozenset[str]
     duplicate_skus_shopify: frozenset[str]
     unknown_map_entries: tuple[tuple[int, str], ...]  # variant map rows naming a missing variant
-    # katana variant id -> why the connection's sync filter leaves it out (it has Shopify
-    # targets, left as last pushed); see daemon/domain/controls.py
+    # katana variant id -> why the connection's sync filter leaves it out, and the Shopify
+    # variants it would feed (left as last pushed); see daemon/domain/controls.py
     filtered: Mapping[int, str] = field(default_factory=dict)
+    filtered_targets: Mapping[int, tuple[ShopifyVariant, ...]] = field(default_factory=dict)
 
     def problems(self) -> list[Problem]:
         """One Problem per shadowed variant, untracked Shopify variant and unknown map entry."""

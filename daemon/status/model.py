@@ -818,6 +818,7 @@ class StatusModel:
                 mapping.locations,
                 mapping.settings.policy,
                 only=[variant.id],
+                policies=mapping.policies,
             )
             desired = {level.key: level.quantity for level in levels}
         targets = list(targets)

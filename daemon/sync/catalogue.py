@@ -198,7 +198,8 @@ class CatalogueKeeper:
             changed = set() if previous is None else mapping.changed_variants(previous)
             if changed:
                 await ctx.store.record_changes(dict.fromkeys(changed, now), {}, [conn.name])
-            if changed or previous is None:
+            # A sync filter changed alone moves no target into a push, but it is reported.
+            if changed or previous is None or previous.table.filtered != mapping.table.filtered:
                 await self._report_mapping(mapping)
         self.mappings = fresh
         enabled = {c.name for c in ctx.enabled()}
@@ -225,6 +226,7 @@ class CatalogueKeeper:
         table, name, m = mapping.table, mapping.name, self._ctx.metrics
         m.mapped_variants.labels(connection=name).set(len(table.targets))
         m.unmapped_variants.labels(connection=name).set(len(table.unmapped_katana))
+        m.filtered_variants.labels(connection=name).set(len(table.filtered))
         m.duplicate_skus.labels(connection=name, side="katana").set(
             len(table.duplicate_skus_katana)
         )
@@ -238,6 +240,7 @@ class CatalogueKeeper:
             connection=name,
             mapped=len(table.targets),
             unmapped=len(table.unmapped_katana),
+            filtered=len(table.filtered),
             shadowed=len(table.shadowed),
             duplicate_skus_katana=len(table.duplicate_skus_katana),
             duplicate_skus_shopify=len(table.duplicate_skus_shopify),

@@ -93,6 +93,7 @@ class LevelSync:
             mapping.locations,
             mapping.settings.policy,
             only=only,
+            policies=mapping.policies,
         )
         blocked = {p.katana_variant_id for p in problems if p.katana_variant_id is not None}
         if note:
@@ -161,6 +162,7 @@ class LevelSync:
         force: bool = False,
         against: Against | None = None,
         observe: Callable[[ChunkPlan], None] | None = None,
+        reports: list[PushReport] | None = None,
     ) -> set[int] | None:
         """Make Shopify show Katana's levels for `only` (None = every mapped variant).
 
@@ -168,7 +170,8 @@ class LevelSync:
         safety valve holds the connection. Large sets are planned and pushed a chunk at a time,
         so memory is bounded by a chunk rather than the catalogue; the valve judges the whole
         plan before any push, so a chunk is planned again when pushed unless the plans were
-        small enough to keep. `observe` sees each chunk's first plan.
+        small enough to keep. `observe` sees each chunk's first plan; `reports` (when given)
+        receives each chunk's push report, level by level (`stocksync push` prints them).
         """
         chunks = self.chunks(mapping, only)
         plan_kwargs = {"confirm": confirm, "force": force, "against": against}
@@ -200,6 +203,8 @@ class LevelSync:
                 mapping.settings, self._ctx.shopify[mapping.name], pushes, run_id
             )
             await self.absorb(mapping.name, outcome, report)
+            if reports is not None:
+                reports.append(report)
             self._observe_lag(mapping.name, report, marks or {})
             if report.unresolved:
                 unresolved_pairs += len(report.unresolved)

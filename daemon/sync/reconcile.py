@@ -46,6 +46,8 @@ class LevelDifference:
     shopify_now: int | None
     desired: int
     drift: bool
+    # The level's rules beyond the seed formula (pool, pack size, buffer of its own), in words.
+    rule: str = ""
 
 
 @dataclass
@@ -63,6 +65,8 @@ class ConnectionReconciliation:
     # a whole location going to 0: usually a wrong location mapping).
     levels_by_location: Counter[str] = field(default_factory=Counter)
     zero_by_location: Counter[str] = field(default_factory=Counter)
+    # Katana variants with Shopify targets that the sync filters leave out (not compared).
+    filtered: int = 0
 
 
 @dataclass
@@ -198,6 +202,7 @@ class Reconciler:
             # Reported as this connection's failure; the other connections are reconciled.
             result.outcome = ConnectionOutcome(name=conn.name, errors=[f"locations: {exc}"])
             return result
+        result.filtered = len(mapping.table.filtered)
         # (a) recent orders: pushed even when nothing moved (force past the diff), against the
         # snapshot; (b) full: the whole catalogue, a chunk at a time like a full sync, diffed
         # against what Shopify shows now.
@@ -220,7 +225,9 @@ class Reconciler:
             for level in plan.levels:
                 result.levels_by_location[level.location_id] += 1
                 result.zero_by_location[level.location_id] += level.quantity == 0
-            result.differences.extend(_differences(plan.pushes, plan.baseline, plan.snapshot))
+            result.differences.extend(
+                _differences(plan.pushes, plan.baseline, plan.snapshot, mapping)
+            )
 
         if report.dry_run:
             for chunk in chunks:
@@ -302,6 +309,7 @@ def _differences(
     plan: Sequence[PlannedPush],
     baseline: Mapping[LevelKey, SnapshotEntry],
     snapshot: Mapping[LevelKey, SnapshotEntry],
+    mapping: ConnectionMapping,
 ) -> list[LevelDifference]:
     out = []
     for p in plan:
@@ -322,6 +330,7 @@ def _differences(
                 shopify_now=shopify_now,
                 desired=p.quantity,
                 drift=drift,
+                rule=mapping.rule_of(p.inventory_item_id, p.location_id),
             )
         )
     return out

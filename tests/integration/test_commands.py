@@ -88,7 +88,15 @@ async def test_plan_lists_sku_location_shopify_now_and_desired_without_writing(
 
     assert run.code == 0, run.err
     header = run.out.splitlines()[0].split()
-    assert header == ["connection", "sku", "location", "shopify_now", "katana_desired", "drift"]
+    assert header == [
+        "connection",
+        "sku",
+        "location",
+        "shopify_now",
+        "katana_desired",
+        "drift",
+        "rule",
+    ]
     assert "PLAN" in run.out
     assert world.set_calls() == 0
     assert KATANA_KEY not in run.out + run.err

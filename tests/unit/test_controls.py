@@ -368,7 +368,7 @@ def test_include_skus_keeps_only_variants_whose_sku_matches_a_glob() -> None:
     katana = [kv(1, "ACME-1"), kv(2, "OTHER-1")]
     table = apply_filter(
         table_of(katana, [sv(10, "ACME-1"), sv(20, "OTHER-1")]),
-        {k.id: k for k in katana},
+        katana,
         SyncFilter(include_skus=("ACME-*",)),
     )
     assert set(table.targets) == {1}
@@ -379,7 +379,7 @@ def test_exclude_skus_leaves_matching_variants_out() -> None:
     katana = [kv(1, "ACME-1"), kv(2, "ACME-1-SAMPLE")]
     table = apply_filter(
         table_of(katana, [sv(10, "ACME-1"), sv(20, "ACME-1-SAMPLE")]),
-        {k.id: k for k in katana},
+        katana,
         SyncFilter(include_skus=("ACME-*",), exclude_skus=("*-SAMPLE",)),
     )
     assert set(table.targets) == {1}
@@ -402,7 +402,7 @@ def test_category_filters_read_the_product_or_material_category() -> None:
     ]
     table = apply_filter(
         table_of(katana, [sv(10, "A"), sv(20, "B"), sv(30, "C")]),
-        {k.id: k for k in katana},
+        katana,
         SyncFilter(exclude_categories=("Raw*",)),
     )
     assert set(table.targets) == {1, 3}
@@ -434,7 +434,7 @@ def test_every_configured_filter_narrows() -> None:
 def test_no_filter_keeps_the_table_as_it_is() -> None:
     katana = [kv(1, "A")]
     table = table_of(katana, [sv(10, "A")])
-    assert apply_filter(table, {1: katana[0]}, SyncFilter()) is table
+    assert apply_filter(table, katana, SyncFilter()) is table
     assert not SyncFilter().active
 
 
@@ -447,7 +447,7 @@ def test_a_filtered_variant_keeps_its_shopify_variants_which_no_other_variant_ta
     )
     table = apply_filter(
         table_of([older, newer], [sv(10, "A")]),
-        {1: older, 2: newer},
+        [older, newer],
         SyncFilter(exclude_categories=("Drop",)),
     )
     assert dict(table.targets) == {}
@@ -460,7 +460,7 @@ def test_a_filter_that_excludes_a_kit_ingredient_keeps_the_kit_and_its_potential
     sync = SyncFilter(exclude_skus=("PART",))
     table = apply_filter(
         table_of([kit, ingredient], [sv(10, "KIT"), sv(20, "PART")]),
-        {1: kit, 2: ingredient},
+        [kit, ingredient],
         sync,
     )
     levels, problems = desired_levels(
