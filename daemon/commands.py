@@ -436,6 +436,9 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                         ]
                     )
                 fed = {t.id for targets in table.targets.values() for t in targets}
+                # A Shopify variant nothing feeds: its SKU matches no live Katana variant, or the
+                # one it matches is mapped to another Shopify variant by the variant map.
+                katana_skus = {v.sku.strip() for v in variants.values() if v.sku and not v.retired}
                 # A filtered variant's Shopify variants are not "Shopify-only": it is theirs.
                 fed |= {t.id for targets in table.filtered_targets.values() for t in targets}
                 untracked = {sv.id for sv in table.untracked}
@@ -445,16 +448,12 @@ def cmd_mappings(args: argparse.Namespace) -> int:
                     if sv.id not in fed and sv.id not in untracked
                 ]
                 for sv in sorted(shopify_only, key=lambda sv: (sv.sku or "", sv.id)):
-                    rows.append(
-                        [
-                            conn.name,
-                            "shopify_only",
-                            sv.sku,
-                            None,
-                            sv.id,
-                            "no Katana variant feeds it (no SKU match, no variant map entry)",
-                        ]
+                    why = (
+                        "the Katana variant with this SKU is mapped elsewhere by the variant map"
+                        if sv.sku and sv.sku.strip() in katana_skus
+                        else "no Katana variant has this SKU, and no variant map entry names it"
                     )
+                    rows.append([conn.name, "shopify_only", sv.sku, None, sv.id, why])
                 bad = _count(
                     len(table.unknown_map_entries),
                     "bad variant map entry",

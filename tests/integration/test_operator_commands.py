@@ -4,6 +4,7 @@ the read-only ones change nothing (issue 15). Real processes against the simulat
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import os
 import re
@@ -283,3 +284,23 @@ async def test_history_without_a_state_file_says_so_and_creates_none(world: Worl
     assert run.code == 1
     assert "no state database at" in run.err
     assert not state_folder(world).exists()
+
+
+async def test_mappings_says_why_a_shopify_variant_is_fed_by_nothing(world: World) -> None:
+    # Katana's MOVED is mapped by the variant map to another Shopify variant, so the Shopify
+    # variant with the SKU MOVED is fed by nothing; LONELY's SKU is in Shopify only.
+    moved, _ = world.product("MOVED", stock=1)
+    target = world.shop.add_variant("ELSEWHERE")
+    world.shop.add_variant("LONELY")
+    world.settings(variant_map=f"{moved},{target.id}\n")
+
+    run = await stocksync(world, "mappings", "--format", "csv")
+
+    assert run.code == 0, run.err
+    notes = {
+        row[2]: row[5] for row in csv.reader(run.out.splitlines()[1:]) if row[1] == "shopify_only"
+    }
+    assert (
+        notes["MOVED"] == "the Katana variant with this SKU is mapped elsewhere by the variant map"
+    )
+    assert notes["LONELY"] == "no Katana variant has this SKU, and no variant map entry names it"
