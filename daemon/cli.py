@@ -173,6 +173,39 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     release.add_argument("connection", metavar="CONNECTION")
+    push = _with_config(
+        _command(
+            commands,
+            "push",
+            "push one SKU's levels now, printing before -> after",
+            "Recompute the levels of the Katana variants with this SKU (pools, pack sizes and "
+            "buffers included) and push them at once to every connection whose sync is on (or "
+            "--connection), through the daemon's own push path: each request is recorded "
+            "before it is sent. Prints, per Shopify variant and location, Shopify's value read "
+            "first and what it was set to. Writes the state file, so it is refused while the "
+            "daemon runs on it (the daemon pushes Katana changes itself at its next poll).",
+            [
+                "stocksync push -c stocksync.toml SKU-1042",
+                "stocksync push -c stocksync.toml SKU-1042 --connection eu-store",
+            ],
+            [
+                ("0", "every level was set (levels Shopify rejected are listed on stderr)"),
+                (
+                    "1",
+                    "it could not complete: an API unreachable, the daemon holds the state "
+                    "file, a level's outcome unknown, nothing to push (filtered, unmapped, sync "
+                    "off)",
+                ),
+                (
+                    "2",
+                    "a usage or configuration error: no Katana variant has the SKU, an "
+                    "unknown connection",
+                ),
+            ],
+        )
+    )
+    push.add_argument("sku", metavar="SKU")
+    push.add_argument("--connection", metavar="NAME", help="only this connection")
     history = _with_config(
         _command(
             commands,
@@ -445,6 +478,15 @@ def init(args: argparse.Namespace) -> int:
 
 COMMANDS["check-config"] = check_config
 COMMANDS["init"] = init
+
+
+def _push(args: argparse.Namespace) -> int:
+    from daemon.push_command import cmd_push
+
+    return cmd_push(args)
+
+
+COMMANDS["push"] = _push
 for _name, _function in {
     "run": "cmd_run",
     "sync-once": "cmd_sync_once",

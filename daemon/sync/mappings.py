@@ -43,13 +43,18 @@ class ConnectionMapping:
         """The quantity rules of one inventory item: its own, else the connection's."""
         return self.policies.get(inventory_item_id, self.settings.policy)
 
-    def rule_of(self, inventory_item_id: str, location_id: str) -> str:
+    def rule_of(
+        self, inventory_item_id: str, location_id: str, names: Mapping[int, str] | None = None
+    ) -> str:
         """A level's rules beyond the seed formula in words (pool, pack size, buffer), for
-        `plan` and `push`; empty when none applies."""
+        `plan` and `push`; empty when none applies. `names`: Katana location names by id."""
         parts = []
         pooled = sorted(k for k, gids in self.locations.items() if location_id in gids)
         if len(pooled) > 1:
-            parts.append("pool of Katana locations " + " + ".join(str(k) for k in pooled))
+            named = names or {}
+            parts.append(
+                "pool of " + " + ".join(named.get(k, f"Katana location {k}") for k in pooled)
+            )
         described = describe_policy(self.policy_of(inventory_item_id))
         if described:
             parts.append(described)

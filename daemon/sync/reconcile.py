@@ -203,6 +203,7 @@ class Reconciler:
             result.outcome = ConnectionOutcome(name=conn.name, errors=[f"locations: {exc}"])
             return result
         result.filtered = len(mapping.table.filtered)
+        names = {loc.id: loc.name for loc in self._keeper.katana_locations or ()}
         # (a) recent orders: pushed even when nothing moved (force past the diff), against the
         # snapshot; (b) full: the whole catalogue, a chunk at a time like a full sync, diffed
         # against what Shopify shows now.
@@ -226,7 +227,7 @@ class Reconciler:
                 result.levels_by_location[level.location_id] += 1
                 result.zero_by_location[level.location_id] += level.quantity == 0
             result.differences.extend(
-                _differences(plan.pushes, plan.baseline, plan.snapshot, mapping)
+                _differences(plan.pushes, plan.baseline, plan.snapshot, mapping, names)
             )
 
         if report.dry_run:
@@ -310,6 +311,7 @@ def _differences(
     baseline: Mapping[LevelKey, SnapshotEntry],
     snapshot: Mapping[LevelKey, SnapshotEntry],
     mapping: ConnectionMapping,
+    names: Mapping[int, str],
 ) -> list[LevelDifference]:
     out = []
     for p in plan:
@@ -330,7 +332,7 @@ def _differences(
                 shopify_now=shopify_now,
                 desired=p.quantity,
                 drift=drift,
-                rule=mapping.rule_of(p.inventory_item_id, p.location_id),
+                rule=mapping.rule_of(p.inventory_item_id, p.location_id, names),
             )
         )
     return out
