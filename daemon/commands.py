@@ -294,7 +294,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     """`stocksync reconcile`: one reconciliation now (optionally a dry run)."""
 
     async def work(settings: Settings) -> int:
-        async with open_runtime(settings) as runtime:
+        # A dry run writes nothing (a private copy of the state), so it needs no writer lock.
+        async with open_runtime(settings, read_only=args.dry_run) as runtime:
             reading = asyncio.create_task(
                 _location_names(runtime.engine, _named(settings, args) if args.dry_run else ())
             )

@@ -304,3 +304,14 @@ async def test_mappings_says_why_a_shopify_variant_is_fed_by_nothing(world: Worl
         notes["MOVED"] == "the Katana variant with this SKU is mapped elsewhere by the variant map"
     )
     assert notes["LONELY"] == "no Katana variant has this SKU, and no variant map entry names it"
+
+
+async def test_reconcile_dry_run_creates_no_state_file(world: World) -> None:
+    world.product("FRESH", stock=2)
+    world.settings()
+
+    run = await stocksync(world, "reconcile", "--dry-run")
+
+    assert run.code == 0, run.err
+    assert "FRESH" in run.out
+    assert not state_folder(world).exists()
