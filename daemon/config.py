@@ -168,6 +168,9 @@ class WebhookSettings:
 
     enabled: bool
     token: Secret | None
+    # While deliveries are healthy, the safety-net delta poll runs this often instead of
+    # daemon.poll_interval_seconds (never more often than that).
+    safety_poll_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -612,8 +615,9 @@ def _webhook_settings(t: _Table, base: Path, env: Mapping[str, str]) -> WebhookS
     enabled = t.boolean("enabled", False)
     # The token is read only when webhooks are on: a disabled feature must not need a secret.
     token = _secret(t, "token", base, env, required=enabled, resolve=enabled)
+    safety_poll = t.number("safety_poll_seconds", 300.0, minimum=1)
     t.reject_unknown()
-    return WebhookSettings(enabled=enabled, token=token)
+    return WebhookSettings(enabled=enabled, token=token, safety_poll_seconds=safety_poll)
 
 
 def _connections(

@@ -196,6 +196,23 @@ class Metrics:
             ["api"],
             registry=r,
         )
+        self.katana_budget_used = Gauge(
+            p + "katana_budget_used_ratio",
+            "Share of katana.requests_per_minute taken over the last minute (0..1).",
+            registry=r,
+        )
+        self.webhook_healthy = Gauge(
+            p + "webhook_healthy",
+            "1 while Katana webhook deliveries are trusted (the delta poll relaxes to "
+            "webhooks.safety_poll_seconds), 0 otherwise or when webhooks are off.",
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            p + "webhook_deliveries",
+            "Katana webhook deliveries by result (accepted, duplicate, ignored, rejected).",
+            ["result"],
+            registry=r,
+        )
         self.malformed_rows = Counter(
             p + "malformed_rows",
             "API rows skipped because they could not be parsed.",
@@ -288,6 +305,8 @@ class Metrics:
             self.config_reloads.labels(result=result)
             self.reconciliation_runs.labels(result=result)
         self.reconciliation_runs.labels(result="missed")
+        for delivery in ("accepted", "duplicate", "ignored", "rejected"):
+            self.webhook_deliveries.labels(result=delivery)
         for api in APIS:
             self.api_throttled.labels(api=api)
             self.api_request_duration.labels(api=api)

@@ -39,13 +39,17 @@ from daemon.sync.reconcile import NIGHTLY, Reconciler, previous_fire_time
 from daemon.sync.report import CycleReport
 from daemon.sync.sources import sustainable_poll_interval
 from daemon.watchdog import Watchdog
-from daemon.webhooks import katana_webhook
+from daemon.webhooks import DeliveryResult, Hint, katana_webhook
 
 log = structlog.get_logger(__name__)
 
 RECONCILE_JOB = "reconciliation"
 # A nightly run delayed by downtime still runs if the daemon is back within this window.
 MISFIRE_GRACE_SECONDS = 6 * 3600
+# Webhook deliveries that arrive together are read in one targeted cycle: after the first, wait
+# this long for others (bounded), unless this many are queued already.
+COALESCE_SECONDS = 0.5
+COALESCE_MAX = 200
 
 
 def settings_secrets(settings: Settings) -> list[str]:
@@ -87,6 +91,18 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         # The latest completed cycle's report (the status page shows per-connection errors).
         self.last_report: CycleReport | None = None
+        # Webhook hints waiting for a targeted cycle (None: a delivery naming nothing usable),
+        # and when the first of them arrived (the coalescing window starts there).
+        self._hints: list[Hint | None] = []
+        self._first_hint_at = 0.0
+        # Deliveries are trusted from the start (a quiet shop sends none), until a safety-net
+        # poll finds a change no delivery announced; the next delivery trusts them again.
+        self._webhooks_healthy = settings.webhooks.enabled
+        self.metrics.webhook_healthy.set(int(self._webhooks_healthy))
+        # Monotonic time the next delta poll (every source) is due; 0: now.
+        self._delta_due = 0.0
+        # Whether the next delta poll may judge the webhooks (not the start-up catch-up).
+        self._judge = False
 
     @property
     def settings(self) -> Settings:
@@ -112,8 +128,37 @@ class Daemon:
         self._wake.set()
 
     def poll_now(self) -> None:
-        """Wake the main loop for an immediate cycle (webhooks use this)."""
+        """Wake the main loop for an immediate delta cycle (every source)."""
+        self._delta_due = 0.0
         self._wake.set()
+
+    def webhook_event(self, hint: Hint | None) -> None:
+        """A signed delivery: queue its hint for a targeted cycle and wake the main loop."""
+        if not self._hints:
+            self._first_hint_at = time.monotonic()
+        self._hints.append(hint)
+        if not self._webhooks_healthy:
+            self._set_webhooks_healthy(True)
+        self._wake.set()
+
+    def _webhook_result(self, result: DeliveryResult) -> None:
+        self.metrics.webhook_deliveries.labels(result=result).inc()
+
+    def _set_webhooks_healthy(self, healthy: bool) -> None:
+        if healthy and not self._webhooks_healthy:
+            log.info("webhooks_trusted")
+        elif self._webhooks_healthy and not healthy:
+            log.info("webhooks_distrusted")
+        self._webhooks_healthy = healthy
+        self.metrics.webhook_healthy.set(int(healthy))
+
+    def _delta_interval(self) -> float:
+        """Seconds between delta polls: relaxed while webhook deliveries are trusted."""
+        settings = self.settings
+        interval = settings.daemon.poll_interval_seconds
+        if settings.webhooks.enabled and self._webhooks_healthy:
+            return max(interval, settings.webhooks.safety_poll_seconds)
+        return interval
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -127,9 +172,16 @@ class Daemon:
             async with open_runtime(self.settings, metrics=self.metrics) as runtime:
                 self._runtime, self._initial = runtime, None
                 self._reconciler = Reconciler.of(runtime.engine)
+                self.metrics.katana_budget_used.set_function(
+                    lambda: self._runtime.limiter.used() if self._runtime is not None else 0.0
+                )
                 webhook = None
                 if self.settings.webhooks.enabled and self.settings.webhooks.token is not None:
-                    webhook = katana_webhook(self.settings.webhooks.token, self.poll_now)
+                    webhook = katana_webhook(
+                        self.settings.webhooks.token,
+                        self.webhook_event,
+                        on_result=self._webhook_result,
+                    )
                 http = await start_http(
                     build_app(
                         self.metrics,
@@ -191,8 +243,12 @@ class Daemon:
             if self._reload_requested:
                 self._reload_requested = False
                 await self._reload()
+            # Cleared before the cycle, not after: a delivery arriving while it runs wakes the
+            # next wait at once instead of waiting for the next poll.
+            self._wake.clear()
+            hints = self._take_hints()
             self._turned(idle=False)
-            cycle = asyncio.create_task(self._cycle())
+            cycle = asyncio.create_task(self._cycle(hints))
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait({cycle, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
@@ -203,11 +259,34 @@ class Daemon:
             self._turned(idle=True)
             if self._stop.is_set():
                 break
-            self._wake.clear()
+            await self._wait_for_work()
+
+    def _take_hints(self) -> list[Hint | None] | None:
+        """The hints for a targeted cycle; None for a delta cycle (due, or nothing queued).
+
+        A delta cycle that runs while hints are queued reads every source anyway: they are
+        dropped, and `[]` tells the engine not to judge the webhooks by what it finds.
+        """
+        now = time.monotonic()
+        hints, self._hints = self._hints, []
+        if hints and now < self._delta_due:
+            return hints
+        judge, self._judge = self._judge and not hints, True
+        self._delta_due = now + self._delta_interval()
+        return None if judge else []
+
+    async def _wait_for_work(self) -> None:
+        """Until the next delta poll is due, a delivery arrives (then its coalescing window
+        ends), a signal or poll_now."""
+        timeout = self._delta_due - time.monotonic()
+        if not self._hints and timeout > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=self.settings.daemon.poll_interval_seconds
-                )
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        if self._hints and not self._stop.is_set():
+            wait = self._first_hint_at + COALESCE_SECONDS - time.monotonic()
+            while wait > 0 and len(self._hints) < COALESCE_MAX and not self._stop.is_set():
+                await asyncio.sleep(min(wait, 0.05))
+                wait = self._first_hint_at + COALESCE_SECONDS - time.monotonic()
 
     def _turned(self, *, idle: bool) -> None:
         """The main loop made progress: about to run a cycle, or waiting for the next one."""
@@ -244,22 +323,37 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _cycle(self) -> None:
+    async def _cycle(self, hints: list[Hint | None] | None = None) -> None:
         assert self._runtime is not None
         async with self._work:
             try:
-                report = await self._runtime.engine.cycle()
+                report = await self._runtime.engine.cycle(hints)
             except (KatanaError, ShopifyError, LocationError, OSError, TimeoutError) as exc:
                 self.metrics.poll_cycles.labels(result="error").inc()
                 self.health_log.failed("poll", exc)
+                self._retry_soon()
                 return
             except Exception as exc:
                 # A bug must not stop the daemon: the state is transactional, so the next cycle
                 # starts clean. Log it loudly (with the traceback) and count it.
                 self.metrics.poll_cycles.labels(result="error").inc()
                 log.exception("cycle_crashed", error=repr(exc))
+                self._retry_soon()
                 return
+        if report.unannounced and self._webhooks_healthy and self.settings.webhooks.enabled:
+            # A change no delivery announced: deliveries are being lost; poll as without them.
+            log.warning("webhook_change_missed", variants=report.unannounced)
+            self._set_webhooks_healthy(False)
+            self._delta_due = min(
+                self._delta_due, time.monotonic() + self.settings.daemon.poll_interval_seconds
+            )
         self._cycle_done(report)
+
+    def _retry_soon(self) -> None:
+        """A failed cycle (its hints are gone with it): the next delta poll at the usual pace."""
+        self._delta_due = min(
+            self._delta_due, time.monotonic() + self.settings.daemon.poll_interval_seconds
+        )
 
     def _status_routes(self, runtime: Runtime) -> StatusRoutes:
         """The status page over this process's live state (it only reads)."""

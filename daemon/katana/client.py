@@ -247,6 +247,17 @@ class KatanaClient:
             # without any movement: deleted rows must be listed. Every one of these lists takes
             # include_deleted (live-gateway.yaml).
             params = [*_since("updated_at_min", since), ("include_deleted", "true")]
+        return await self._changes(source, params)
+
+    async def changes_where(self, source: str, filters: Params) -> list[Change]:
+        """The changes of one delta source's rows picked by `filters` (ids, a document's id...),
+        deleted rows included: a targeted read (daemon/sync/targeted.py)."""
+        if source not in DELTA_SOURCES:
+            raise ValueError(f"unknown Katana delta source {source!r}")
+        extra = [] if source == "inventory_movements" else [("include_deleted", "true")]
+        return (await self._changes(source, [*filters, *extra])).rows
+
+    async def _changes(self, source: str, params: Params) -> Read[Change]:
         clock = _Clock()
         changes: list[Change] = []
         async for raw in self._rows(f"/{source}", params, clock):

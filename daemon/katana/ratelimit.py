@@ -75,6 +75,12 @@ class RateLimiter:
         """The budget this limiter keeps to."""
         return self._budget
 
+    def used(self) -> float:
+        """The share of the budget taken now: requests in flight or ended within the window."""
+        now = self._clock()
+        recent = sum(1 for end in self._ends if end + self._span > now + _EPSILON)
+        return (self._in_flight + recent) / self._budget
+
     @asynccontextmanager
     async def request(self) -> AsyncIterator[None]:
         """Hold one place in the budget while a request is sent and until its answer arrives."""

@@ -22,7 +22,7 @@ import structlog
 from daemon.config import ConnectionSettings, Settings
 from daemon.domain.models import KatanaVariant
 from daemon.domain.stock import StockTable
-from daemon.katana.client import KatanaClient
+from daemon.katana.client import KatanaClient, KatanaError
 from daemon.katana.models import Catalogue, KatanaLocation
 from daemon.metrics import Metrics
 from daemon.shopify.client import ShopifyClient, ShopifyError
@@ -35,7 +35,9 @@ from daemon.sync.pusher import Pusher, PushReport
 from daemon.sync.recovery import Recovery
 from daemon.sync.report import ConnectionOutcome, CycleReport
 from daemon.sync.sources import BOOTSTRAP_LOOKBACK, CURSOR_OVERLAP, DeltaSources
+from daemon.sync.targeted import TargetedReads
 from daemon.sync.valve import SafetyValve
+from daemon.webhooks import Hint
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +80,7 @@ class Engine:
             overlap=timedelta(seconds=tuning.cursor_overlap),
             bootstrap=timedelta(seconds=tuning.bootstrap_lookback),
         )
+        self.targeted = TargetedReads(ctx, self.keeper, self.sources)
         self.valve = SafetyValve(ctx)
         pusher = Pusher(store, metrics, now=now, concurrency=tuning.push_concurrency)
         self.recovery = Recovery(store, pusher, metrics, now)
@@ -177,8 +180,12 @@ class Engine:
 
     # ---------------------------------------------------------------- one cycle
 
-    async def cycle(self) -> CycleReport:
-        """Poll Katana, push what changed to every enabled connection, record the result."""
+    async def cycle(self, hints: Sequence[Hint | None] | None = None) -> CycleReport:
+        """Poll Katana, push what changed to every enabled connection, record the result.
+
+        With `hints` (webhook deliveries) only what they name is read (a targeted cycle, see
+        targeted.py); one that cannot be targeted, or whose read fails, is a delta cycle.
+        """
         report = CycleReport(run_id=uuid.uuid4().hex[:12])
         store = self.store
         with structlog.contextvars.bound_contextvars(run_id=report.run_id):
@@ -197,7 +204,7 @@ class Engine:
             else:
                 await self.keeper.prepare()
                 full = self._mapped(full)
-                report.changed_variants = await self.sources.collect()
+                report.changed_variants = await self._collect(hints, report)
                 # Before the marks are taken: what the settling makes dirty is pushed now.
                 settled = await self._settle(full, report.run_id)
                 work = await self._work(full)
@@ -214,6 +221,24 @@ class Engine:
             report.connections.extend(outcomes)
             self.metrics.dirty_variants.set(await store.dirty_count())
         return report
+
+    async def _collect(self, hints: Sequence[Hint | None] | None, report: CycleReport) -> int:
+        """Targeted reads for webhook hints, else (or when they fail) every delta source."""
+        if hints:
+            try:
+                changed = await self.targeted.collect(hints)
+            except (KatanaError, OSError, TimeoutError) as exc:
+                log.warning("targeted_read_failed", error=str(exc), hints=len(hints))
+                changed = None
+            if changed is not None:
+                report.targeted = True
+                return changed
+        changed = await self.sources.collect()
+        if hints is None:
+            # A safety-net poll: what it found that no delivery announced (a lost webhook).
+            report.unannounced = len(self.sources.marked - self.targeted.announced)
+        self.targeted.announced.clear()
+        return changed
 
     def _mapped(self, by_name: Mapping[str, T]) -> dict[str, T]:
         """Only the connections mapped now: one whose locations failed to resolve in this

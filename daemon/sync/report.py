@@ -42,6 +42,10 @@ class CycleReport:
 
     run_id: str
     changed_variants: int = 0
+    # A targeted cycle (webhook hints) read only what they named, no delta source.
+    targeted: bool = False
+    # Variants a safety-net delta poll found changed that no webhook delivery announced.
+    unannounced: int = 0
     connections: list[ConnectionOutcome] = field(default_factory=list)
 
     @property

@@ -7,7 +7,7 @@ docs/design.md ("Change capture") has the table of which Katana change each sour
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,6 +53,32 @@ class DeltaSources:
         self._bootstrap = bootstrap
         # Changes already recorded, kept for the cursor overlap so re-reads cost no new work.
         self._seen: dict[tuple[str, str, int, datetime], None] = {}
+        # The variants the latest collect marked (the daemon compares them with what webhook
+        # deliveries announced).
+        self.marked: set[int] = set()
+
+    async def since(self) -> Callable[[str], datetime]:
+        """Where the next read of each source starts (its cursor less the overlap)."""
+        cursors = await self._ctx.store.cursors()
+        started = self._ctx.now()
+
+        def since(source: str) -> datetime:
+            return cursors.get(source, started - self._bootstrap) - self._overlap
+
+        return since
+
+    def unseen(self, changes: Iterable[Change]) -> list[Change]:
+        """The changes no read has recorded yet (within the overlap)."""
+        return [
+            c
+            for c in changes
+            if (c.source, str(c.resource_id), c.variant_id, c.at) not in self._seen
+        ]
+
+    def remember(self, changes: Iterable[Change]) -> None:
+        """Changes recorded by a targeted read: the next delta read does not mark them again."""
+        for c in changes:
+            self._seen[(c.source, str(c.resource_id), c.variant_id, c.at)] = None
 
     async def collect(self) -> int:
         """Read every delta source since its cursor; record dirty variants and cursors at once."""
@@ -171,6 +197,7 @@ class DeltaSources:
         await ctx.store.record_changes(
             dirty, new_cursors, [c.name for c in ctx.enabled()], rows=rows
         )
+        self.marked = set(dirty)
         if catalogue_changed:
             await self._keeper.rebuild_mappings()
         return len(dirty)

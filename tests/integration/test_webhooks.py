@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from daemon.http import Health, build_app
 from daemon.metrics import Metrics
 from daemon.secrets import Secret
-from daemon.webhooks import SIGNATURE_HEADER, katana_webhook, signature
+from daemon.webhooks import RETRY_HEADER, SIGNATURE_HEADER, Hint, katana_webhook, signature
 
 TOKEN = Secret("0123456789abcdef")
 
@@ -29,8 +29,15 @@ def _event(action: str = "sales_order.delivered", object_id: str = "123") -> byt
     ).encode()
 
 
-async def _client(polls: list[int]) -> TestClient[object, object]:
-    handler = katana_webhook(TOKEN, lambda: polls.append(1))
+async def _client(
+    polls: list[int], hints: list[Hint | None] | None = None
+) -> TestClient[object, object]:
+    def on_event(hint: Hint | None) -> None:
+        polls.append(1)
+        if hints is not None:
+            hints.append(hint)
+
+    handler = katana_webhook(TOKEN, on_event)
     app = build_app(Metrics(process=False), Health(poll_interval=30), webhook=handler)
     client: TestClient[object, object] = TestClient(TestServer(app))
     await client.start_server()
@@ -61,14 +68,61 @@ async def test_bad_or_missing_signature_is_401_and_polls_nothing() -> None:
     await client.close()
 
 
-async def test_duplicate_delivery_polls_once() -> None:
+async def test_dedup_by_delivery_a_retry_of_an_accepted_delivery_counts_once() -> None:
     polls: list[int] = []
     client = await _client(polls)
     body = _event()
     headers = {SIGNATURE_HEADER: signature(TOKEN, body)}
-    for _ in range(3):
-        assert (await client.post("/webhooks/katana", data=body, headers=headers)).status == 200
+    assert (await client.post("/webhooks/katana", data=body, headers=headers)).status == 200
+    for retry in ("1", "2", "3"):
+        response = await client.post(
+            "/webhooks/katana", data=body, headers={**headers, RETRY_HEADER: retry}
+        )
+        assert response.status == 200
+        assert await response.text() == "duplicate"
     assert polls == [1]
+    await client.close()
+
+
+async def test_dedup_by_delivery_two_identical_first_deliveries_are_two_changes() -> None:
+    # Two current_inventory events for one product within minutes: identical bodies, two changes.
+    polls: list[int] = []
+    hints: list[Hint | None] = []
+    client = await _client(polls, hints)
+    body = _event(action="current_inventory.product_updated", object_id="7")
+    headers = {SIGNATURE_HEADER: signature(TOKEN, body)}
+    for _ in range(2):
+        assert (await client.post("/webhooks/katana", data=body, headers=headers)).status == 200
+    assert polls == [1, 1]
+    assert hints == [Hint("sales_order", "current_inventory.product_updated", "7")] * 2
+    await client.close()
+
+
+async def test_dedup_by_delivery_a_retry_of_a_lost_delivery_is_accepted() -> None:
+    # The first attempt never reached stocksync: its retry is the first it hears of the change.
+    polls: list[int] = []
+    client = await _client(polls)
+    body = _event(object_id="555")
+    headers = {SIGNATURE_HEADER: signature(TOKEN, body), RETRY_HEADER: "2"}
+    response = await client.post("/webhooks/katana", data=body, headers=headers)
+    assert (response.status, await response.text()) == (200, "ok")
+    assert polls == [1]
+    await client.close()
+
+
+async def test_delivery_hint_names_the_resource_and_object() -> None:
+    polls: list[int] = []
+    hints: list[Hint | None] = []
+    client = await _client(polls, hints)
+    for body in (_event(object_id="123"), b'{"something": "else"}'):
+        response = await client.post(
+            "/webhooks/katana", data=body, headers={SIGNATURE_HEADER: signature(TOKEN, body)}
+        )
+        assert response.status == 200
+    # A signed payload of an unknown shape still wakes the loop, with no hint: a delta cycle.
+    assert hints == [Hint("sales_order", "sales_order.delivered", "123"), None]
+    assert hints[0] is not None
+    assert hints[0].resource == "sales_order"
     await client.close()
 
 
