@@ -38,6 +38,8 @@ async def run_simulators(
     if len(ports) != len(shops):
         raise ValueError(f"need {len(shops)} Shopify ports, got {len(ports)}")
     async with AsyncExitStack() as stack:
+        # Webhook deliveries under way end before the servers do.
+        stack.push_async_callback(katana.webhooks.close)
         bound = await _serve(stack, katana.app(), host, katana_port)
         shop_ports = [
             await _serve(stack, s.app(), host, p) for s, p in zip(shops, ports, strict=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -240,6 +240,8 @@ class _Table(Generic[R]):
         self.recent: OrderedDict[int, R] = OrderedDict()  # ascending updated_at
         self.revision = 0  # bumped by every change: list caches compare it
         self._added = 0  # rows ever added: a removed row's position is never reused
+        # Told of every row added (True) or touched (False): the webhooks watch through it.
+        self.observer: Callable[[R, bool], None] | None = None
 
     def add(self, row: R) -> R:
         self.revision += 1
@@ -248,12 +250,16 @@ class _Table(Generic[R]):
         self.rows[row.id] = row
         self.created.append(row)
         self.recent[row.id] = row
+        if self.observer is not None:
+            self.observer(row, True)
         return row
 
     def touch(self, row: R, at: datetime) -> None:
         self.revision += 1
         row.updated_at = at
         self.recent.move_to_end(row.id)
+        if self.observer is not None:
+            self.observer(row, False)
 
     def remove(self, row: R) -> None:
         """Drop a row for good (what Katana keeps no trace of); rare, so a linear scan."""

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from daemon.sim.katana.faults import KatanaFaults
 from daemon.sim.katana.records import (
@@ -41,6 +42,7 @@ from daemon.sim.katana.records import (
     _Variant,
     quantity_text,
 )
+from daemon.sim.katana.webhooks import KatanaWebhooks
 
 
 def _utc_now() -> datetime:
@@ -117,6 +119,83 @@ class _Account:
         self._open_transfers: dict[int, None] = {}
         self._open_pos: dict[int, None] = {}
         self._visible_cache: dict[bool, tuple[tuple[int, ...], list[int]]] = {}
+        # Webhook subscriptions and deliveries (webhooks.py): every table is watched.
+        self.webhooks = KatanaWebhooks(sleep=sleep)
+        self._watch_tables()
+
+    # ---- webhooks -----------------------------------------------------------------------------
+
+    def _watch_tables(self) -> None:
+        """Route each table's changes to the webhook event Katana fires for them."""
+        hooks = self.webhooks
+
+        def document(
+            resource: str, done: str | None, done_action: str
+        ) -> Callable[[Any, bool], None]:
+            def observe(row: Any, created: bool) -> None:
+                def event() -> tuple[str, str, str | None]:
+                    status = getattr(row, "status", None)
+                    kind = resource
+                    if getattr(row, "entity_type", "regular") == "outsourced":
+                        kind = "outsourced_" + resource
+                    if row.deleted_at is not None:
+                        return kind, f"{kind}.deleted", status
+                    if created:
+                        return kind, f"{kind}.created", status
+                    if done is not None and status == done:
+                        return kind, f"{kind}.{done_action}", status
+                    if resource == "sales_order" and status == "PACKED":
+                        return kind, f"{kind}.packed", status
+                    return kind, f"{kind}.updated", status
+
+                hooks.changed((resource, str(row.id)), event, created)
+
+            return observe
+
+        def row_event(resource: str) -> Callable[[Any, bool], None]:
+            def observe(row: Any, created: bool) -> None:
+                def event() -> tuple[str, str, str | None]:
+                    action = "deleted" if row.deleted_at is not None else "updated"
+                    return resource, f"{resource}.{'created' if created else action}", None
+
+                hooks.changed((resource, str(row.id)), event, created)
+
+            return observe
+
+        def sales_row(row: Any, created: bool) -> None:
+            # Katana has no sales-order-row events: the order's `updated` fires.
+            order = self._sales_orders.rows.get(row.parent_id)
+            if order is None:
+                return  # the order being created: its own `created` says it
+            hooks.changed(("sales_order", str(order.id)), lambda: _updated(order, "sales_order"))
+
+        def purchase_row(row: Any, created: bool) -> None:
+            order = self._purchase_orders.rows.get(row.parent_id)
+            kind = "purchase_order_row"
+            if order is not None and order.entity_type == "outsourced":
+                kind = "outsourced_purchase_order_row"
+            row_event(kind)(row, created)
+
+        def stock(row: Any, created: bool) -> None:
+            # No adjustment or transfer events: each variant's current_inventory fires.
+            for line in row.rows:
+                variant = self._variants.rows.get(line.variant_id)
+                kind = "material" if variant is not None and variant.material_id else "product"
+                hooks.changed(("current_inventory", str(line.variant_id)), _inventory_event(kind))
+
+        self._sales_orders.observer = document("sales_order", "DELIVERED", "delivered")
+        self._manufacturing_orders.observer = document("manufacturing_order", "DONE", "done")
+        self._purchase_orders.observer = document("purchase_order", "RECEIVED", "received")
+        self._sales_order_rows.observer = sales_row
+        self._recipe_rows.observer = row_event("manufacturing_order_recipe_row")
+        self._purchase_order_rows.observer = purchase_row
+        self._outsourced_recipe_rows.observer = row_event("outsourced_purchase_order_recipe_row")
+        self._adjustments.observer = stock
+        self._transfers.observer = stock
+        self._variants.observer = row_event("variant")
+        self._products.observer = row_event("product")
+        self._materials.observer = row_event("material")
+        self._bom.observer = row_event("product_recipe_row")
 
     # ---- time and ids -------------------------------------------------------------------------
 
@@ -322,3 +401,13 @@ class _Account:
     def _archived(self, row: _Variant) -> bool:
         parent = self._parent(row)
         return parent is not None and parent.archived_at is not None
+
+
+def _updated(record: Any, resource: str) -> tuple[str, str, str | None]:
+    """A document's event when one of its rows changed on its own."""
+    action = "deleted" if record.deleted_at is not None else "updated"
+    return resource, f"{resource}.{action}", getattr(record, "status", None)
+
+
+def _inventory_event(kind: str) -> Callable[[], tuple[str, str, str | None]]:
+    return lambda: ("current_inventory", f"current_inventory.{kind}_updated", None)
