@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 import traceback
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 
 from daemon.config import ConfigError, Settings, UnknownConnection, load_settings
 from daemon.domain.mapping import LocationError, resolve_locations
@@ -28,12 +30,15 @@ from daemon.metrics import Metrics
 from daemon.runtime import build_shopify_clients, open_runtime
 from daemon.service import Daemon, settings_secrets
 from daemon.shopify.client import ShopifyError
+from daemon.statelock import StateLock
 from daemon.store import StateError, StateStore
 from daemon.sync.engine import Engine
 from daemon.sync.reconcile import Reconciler, ReconciliationReport
 from daemon.tables import render_csv, render_table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = structlog.get_logger(__name__)
 
 
 def _settings(args: argparse.Namespace) -> Settings | None:
@@ -61,13 +66,24 @@ def _error(text: str) -> None:
     print(redact(text), file=sys.stderr)
 
 
-def _guard(work: Callable[[Settings], Coroutine[Any, Any, int]], args: argparse.Namespace) -> int:
-    """Load settings, run `work`, map failures to exit codes with a one-line reason."""
+def _guard(
+    work: Callable[[Settings], Coroutine[Any, Any, int]],
+    args: argparse.Namespace,
+    *,
+    writes: bool = False,
+) -> int:
+    """Load settings, run `work`, map failures to exit codes with a one-line reason.
+
+    `writes`: `work` writes the state, so it runs only while holding the state file's writer
+    lock (daemon/statelock.py); beside a running daemon it is refused.
+    """
     settings = _settings(args)
     if settings is None:
         return EXIT_USAGE
     try:
-        return asyncio.run(work(settings))
+        path = settings.daemon.state_path
+        with StateLock.acquire(path) if writes else contextlib.nullcontext():
+            return asyncio.run(work(settings))
     except UnknownConnection as exc:
         _error(f"stocksync: {exc.args[0]}")
         return EXIT_USAGE
@@ -151,7 +167,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings is None:
         return EXIT_USAGE
-    return asyncio.run(Daemon(Path(args.config), settings).run())
+    try:
+        lock = StateLock.acquire(settings.daemon.state_path)
+    except StateError as exc:
+        log.error("state_unusable", error=str(exc))
+        return EXIT_FAILED
+    with lock:  # for the daemon's whole life: one process writes a state file
+        return asyncio.run(Daemon(Path(args.config), settings).run())
 
 
 def cmd_sync_once(args: argparse.Namespace) -> int:
@@ -180,7 +202,7 @@ def cmd_sync_once(args: argparse.Namespace) -> int:
                 _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
-    return _guard(work, args)
+    return _guard(work, args, writes=True)
 
 
 def _progress() -> Callable[[str], None] | None:
@@ -334,7 +356,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                     _error(f"{c.name}: {error}")
         return EXIT_OK if report.ok else EXIT_FAILED
 
-    return _guard(work, args)
+    return _guard(work, args, writes=not args.dry_run)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
