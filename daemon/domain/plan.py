@@ -52,8 +52,10 @@ def desired_levels(
     wanted = set(mapping.targets) if only is None else set(only) & mapping.targets.keys()
     # Katana locations (one, or a pool) in a stable order, each with the Shopify locations it
     # feeds.
+    # (the Katana location when it is one, else None; the pool's; its Shopify locations; how a
+    # problem names it)
     groups = [
-        (members, shopify, describe_group(members))
+        (members[0] if len(members) == 1 else None, members, shopify, describe_group(members))
         for members, shopify in location_groups(locations)
     ]
     own = policies or {}
@@ -84,16 +86,31 @@ def desired_levels(
         failures: list[tuple[str, str]] = []
         at = stock.quantities_at(variant_id)
         is_kit = variant.is_kit
-        for members, shopify_locations, where in groups:
-            try:
-                # Katana lists no row where a variant never had stock: that is zero stock.
-                in_stock, committed, potential = pooled_quantities(at, members, is_kit=is_kit)
-            except ValueError as exc:
-                failures.append(("quantity_invalid", f"{where}: {exc}"))
-                continue
+        for single, members, shopify_locations, where in groups:
+            # Katana lists no row where a variant never had stock: that is zero stock.
+            in_stock: Quantity
+            committed: Quantity
+            potential: Quantity
+            if single is not None:
+                # One Katana location (nearly always): the full sync's hot path, inlined.
+                row = at.get(single)
+                if row is None:
+                    in_stock, committed, potential = 0, 0, 0
+                else:
+                    in_stock, committed, kit = row
+                    potential = kit if is_kit and kit is not None else 0
+            else:
+                try:
+                    in_stock, committed, potential = pooled_quantities(at, members, is_kit=is_kit)
+                except ValueError as exc:
+                    failures.append(("quantity_invalid", f"{where}: {exc}"))
+                    continue
             if item_policies is None:
-                quantity = _quantity(in_stock, committed, potential, policy, where, failures)
-                if quantity is None:
+                try:
+                    quantity = available(in_stock, committed, potential, policy)
+                except ValueError:
+                    # Rare: the same call again, noting why (too high, too low, invalid).
+                    _quantity(in_stock, committed, potential, policy, where, failures)
                     continue
                 for shopify_location in shopify_locations:
                     for item in items:
