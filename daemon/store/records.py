@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,14 +71,20 @@ class RecordsStore(StoreBase):
         )
         return int(rows[0][0])
 
-    async def clear_problems(self, connection: str, subjects: Iterable[str]) -> None:
-        """Forget resolved problems, so that a recurrence is reported again."""
-        rows = [(connection, subject) for subject in subjects]
-        if rows:
-            async with self._write() as db:
-                await db.executemany(
-                    "DELETE FROM problems WHERE connection = ? AND subject = ?", rows
-                )
+    async def clear_problems(
+        self, connection: str, subjects: Iterable[str], kinds: Collection[str] | None = None
+    ) -> None:
+        """Forget resolved problems (of these `kinds` only, when given), so that a recurrence is
+        reported again."""
+        rows: list[tuple[str, ...]] = [(connection, subject) for subject in subjects]
+        if not rows:
+            return
+        sql = "DELETE FROM problems WHERE connection = ? AND subject = ?"
+        if kinds is not None:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            rows = [(*row, *sorted(kinds)) for row in rows]
+        async with self._write() as db:
+            await db.executemany(sql, rows)
 
     # -- safety-valve holds ------------------------------------------------------------------
 

@@ -30,6 +30,10 @@ log = structlog.get_logger(__name__)
 # locations): memory stays bounded by a chunk (~7 MiB of plan, snapshot and results), and 60
 # full Shopify calls keep the pusher busy.
 FULL_SYNC_CHUNK = 5_000
+# What desired_levels reports about a variant's stock (the rest are mapping problems).
+STOCK_PROBLEM_KINDS = frozenset(
+    {"stock_unreadable", "quantity_invalid", "quantity_too_high", "quantity_too_low"}
+)
 # A level Shopify rejected is tried again after a minute, then after pauses doubling up to an
 # hour (and at once when Katana's value moves, on a reload or with a fresh Shopify catalogue).
 PARK_FIRST_PAUSE_SECONDS = 60.0
@@ -99,9 +103,13 @@ class LevelSync:
         if note:
             store = self._ctx.store
             await note_problems(store, mapping.name, problems)
-            # A variant planned without a problem has none left: a recurrence is reported anew.
+            # A mapped variant planned without a stock problem has none left: a recurrence is
+            # reported anew. (Mapping problems of the same variant, e.g. a shadowed SKU, stay.)
+            targets = mapping.table.targets
             await store.clear_problems(
-                mapping.name, [f"katana_variant:{v}" for v in only if v not in blocked]
+                mapping.name,
+                [f"katana_variant:{v}" for v in only if v in targets and v not in blocked],
+                kinds=STOCK_PROBLEM_KINDS,
             )
         return desired, blocked
 

@@ -4,6 +4,8 @@ held (pushes stop, an error is logged) until an operator releases it or a reload
 
 from __future__ import annotations
 
+import shlex
+
 import structlog
 
 from daemon.config import Settings
@@ -86,7 +88,8 @@ class SafetyValve:
         ctx = self._ctx
         reason = (
             f"cycle would set {drops} of {mapped} mapped levels from above 0 to 0; "
-            f"run `stocksync release-hold {name}` if this is real"
+            f"run `stocksync release-hold -c {shlex.quote(str(ctx.settings.source))} {name}` "
+            "if this is real"
         )
         await ctx.store.hold(name, reason)
         if name not in self._held:

@@ -358,3 +358,19 @@ async def test_variant_kept_dirty_is_confirmed_once_per_katana_change(world: Wor
         await runtime.store.record_changes({variant_id: runtime.engine.now()}, {}, ["shop"])
         await runtime.engine.cycle()  # a new Katana change: confirmed again
         assert world.set_calls() == calls + 1
+
+
+async def test_a_stock_problem_clearing_keeps_the_variants_mapping_problems(world: World) -> None:
+    # A shadowed Katana variant (its SKU is won by a newer one) changes stock: planning the
+    # dirty variants must not forget that it is shadowed.
+    older, _ = world.product("TWIN", stock=1, shopify=False)
+    world.product("TWIN", stock=2)
+    async with world.runtime() as runtime:
+        await runtime.engine.cycle()
+        before = await runtime.store.problems("shop")
+        world.katana.adjust_stock(older, world.warehouse, 3)
+        await runtime.engine.cycle()
+        after = await runtime.store.problems("shop")
+
+    shadowed = f"katana_variant:{older}"
+    assert before[shadowed].kind == after[shadowed].kind

@@ -283,7 +283,9 @@ async def test_safety_valve_holds_a_mass_drop_until_released(world: World) -> No
         held = await runtime.engine.cycle()
         assert held.connections[0].held
         assert all(world.levels(t) == (5, 5) for _, t in variants if t)
-        assert await runtime.store.holds() != {}
+        [reason] = (await runtime.store.holds()).values()
+        # The exact command that releases it, config file included.
+        assert f"stocksync release-hold -c {settings.source} shop" in reason
         assert world.metrics.registry.get_sample_value("stocksync_held_connections") == 1
 
         assert await runtime.store.release_hold("shop")
