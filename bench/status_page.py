@@ -40,7 +40,8 @@ from daemon.katana.ratelimit import RateLimiter
 from daemon.logs import HealthLog
 from daemon.memory import tune_garbage_collector
 from daemon.metrics import Metrics
-from daemon.status.model import StatusModel, StatusSources, jsonable
+from daemon.status.data import jsonable
+from daemon.status.model import StatusModel, StatusSources
 from daemon.status.page import render_page
 from daemon.store import StateStore
 from daemon.sync.context import Clients

@@ -3,39 +3,55 @@
 Nothing here writes: the page answers "why didn't this SKU update?" from what the daemon already
 knows (its mappings, the problems it recorded, the snapshot of what Shopify was last told, the
 audit log), plus, for one SKU on demand, a fresh Katana stock read of that SKU's variants.
+
+`StatusModel` gathers here; the data it returns is in `data.py`, the problem groups and reasons
+in `problems.py`, a connection's state in `states.py`, the on-demand Katana stock in `stock.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import shlex
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
-
-import structlog
 
 from daemon import __version__
 from daemon.config import ConnectionSettings
 from daemon.domain.mapping import normalize_sku
-from daemon.domain.models import KatanaVariant, LevelKey, Problem, Quantity
+from daemon.domain.models import KatanaVariant, LevelKey, Problem
 from daemon.domain.plan import desired_levels
-from daemon.domain.quantity import QuantityPolicy, available, kit_potential
 from daemon.domain.stock import StockTable
 from daemon.katana.client import KatanaError
-from daemon.logs import Outage, describe_error
+from daemon.logs import Outage
 from daemon.metrics import Metrics
+from daemon.status.data import (
+    ActivityStep,
+    ConnectionStatus,
+    HeldInfo,
+    HistoryRow,
+    KatanaState,
+    KatanaStock,
+    LagFigures,
+    ProblemGroup,
+    ProblemRow,
+    Problems,
+    Reconciliation,
+    ShopifyLevel,
+    SkuVariant,
+    SkuView,
+    Status,
+)
+from daemon.status.problems import _MAPPING_KINDS, GROUPS, REASONS, group_of, reason_for
+from daemon.status.states import _state
+from daemon.status.stock import StockCache, StockReader, _katana_stock
 from daemon.store import AuditEntry, Parked
 from daemon.sync.engine import Engine
 from daemon.sync.mappings import ConnectionMapping
 from daemon.sync.reconcile import NIGHTLY
 from daemon.sync.report import CycleReport
-
-log = structlog.get_logger(__name__)
 
 # Problem rows shown per group; the counts always cover every row, and the SKU filter is
 # applied before the cap, so a search finds rows beyond it.
@@ -46,311 +62,12 @@ CHART_SPAN_SECONDS = 6 * 3600.0
 CHART_STEP_SECONDS = 600.0
 LAG_WINDOW_SECONDS = 3600.0
 HISTORY_ROWS = 20
-# A SKU view reads Katana's /inventory for that SKU's variants. Katana allows 60 requests a
-# minute for the whole account and the sync needs them: a page refreshing every few seconds
-# costs at most one request per SKU per STOCK_CACHE_SECONDS, and never waits long for one.
-STOCK_CACHE_SECONDS = 30.0
-STOCK_READ_WAIT_SECONDS = 8.0
-STOCK_CACHE_ENTRIES = 64
 
 LAST_POLL_SAMPLE = "stocksync_last_successful_poll_timestamp_seconds"
-
-# Problem groups, in the order the page shows them, with their headings.
-GROUPS: dict[str, str] = {
-    "rejected": "Rejected by Shopify",
-    "not_pushed": "Not pushed: Katana's figures cannot be used",
-    "unmapped": "Not in Shopify (unmapped)",
-    "shadowed": "Duplicate SKU in Katana (shadowed)",
-    "untracked": "Inventory not tracked in Shopify",
-    "config": "Variant map entries ignored",
-    "other": "Other",
-}
-# Problems that come from the mapping table itself (domain/mapping.py MappingTable.problems).
-_MAPPING_KINDS = {"shadowed_sku", "untracked", "unknown_map_entry"}
-_NOT_PUSHED = {"stock_unreadable", "quantity_invalid", "quantity_too_high", "quantity_too_low"}
-# Plain-language reasons; a Shopify code not listed gets a generic one naming the code.
-REASONS: dict[str, str] = {
-    "ITEM_NOT_STOCKED_AT_LOCATION": (
-        "Shopify does not stock this item at this location. Stock it there in Shopify (or set "
-        "activate_missing = true); stocksync tries again when the quantity changes."
-    ),
-    "NON_MUTABLE_INVENTORY_ITEM": (
-        "Shopify does not let anyone set this item's quantity (for example, a fulfilment "
-        "service manages it)."
-    ),
-    "INVALID_INVENTORY_ITEM": "Shopify no longer knows this inventory item (deleted in Shopify?).",
-    "INVALID_LOCATION": "Shopify no longer knows this location (deleted or deactivated?).",
-    "stock_unreadable": (
-        "Katana sent stock figures for it that cannot be read. It is not pushed (Shopify keeps "
-        "its last value) and is read again every cycle."
-    ),
-    "quantity_invalid": "A Katana quantity for it is not a number, so it is not pushed.",
-    "quantity_too_high": "The quantity worked out is above Shopify's maximum (1,000,000,000).",
-    "quantity_too_low": "The quantity worked out is below Shopify's minimum.",
-    "shadowed_sku": (
-        "Another Katana variant has the same SKU and was created more recently: that one is "
-        "synced, this one is not."
-    ),
-    "untracked": (
-        "Shopify does not track this variant's inventory ('Track quantity' is off), so it is "
-        "skipped."
-    ),
-    "unknown_map_entry": "The variant map file names a variant that does not exist.",
-    "unmapped": "No Shopify variant has this SKU, so its stock is not sent anywhere.",
-    "unmapped_no_sku": "It has no SKU and the variant map does not name it, so it is not synced.",
-}
-
-
-def group_of(kind: str) -> str:
-    """The page's group for a problem kind."""
-    if kind in _NOT_PUSHED:
-        return "not_pushed"
-    if kind == "shadowed_sku":
-        return "shadowed"
-    if kind in ("untracked", "unmapped"):
-        return kind
-    if kind == "unknown_map_entry":
-        return "config"
-    if kind == "rejected" or (kind.isupper() and kind.replace("_", "").isalnum()):
-        return "rejected"  # Shopify's userError codes are UPPER_SNAKE_CASE
-    return "other"
-
-
-def reason_for(kind: str) -> str:
-    """What a problem kind means, in plain language."""
-    if kind in REASONS:
-        return REASONS[kind]
-    if group_of(kind) == "rejected":
-        return f"Shopify refused the quantity ({kind})."
-    return "See the detail."
 
 
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
-
-
-# --------------------------------------------------------------------------- the data
-
-
-@dataclass(frozen=True, slots=True)
-class LagFigures:
-    """Katana change to Shopify acknowledgement over the last hour."""
-
-    p50_seconds: float | None
-    p99_seconds: float | None
-    samples: int
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityStep:
-    """One step of the chart."""
-
-    start: datetime
-    seconds: float
-    pushes: int
-    lag_p50_seconds: float | None
-    lag_max_seconds: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class HeldInfo:
-    """Why and since when the safety valve holds a connection, and how to release it."""
-
-    reason: str
-    since: datetime | None
-    release_command: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    """The latest finished reconciliation covering a connection."""
-
-    finished_at: datetime
-    ok: bool
-    drift: int  # levels found different in Shopify and overwritten (the run's total)
-    scope: str  # "this connection" or "all connections"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionStatus:
-    """One connection, as a merchant reads it."""
-
-    name: str
-    shop: str
-    sync_enabled: bool
-    # off | starting | katana_unreachable | failing | held | shopify_errors |
-    # full_sync_pending | catching_up | in_sync
-    state: str
-    summary: str  # the state in one plain sentence
-    since: datetime | None
-    waiting_variants: int
-    held: HeldInfo | None
-    error: str | None
-    last_successful_poll: datetime | None
-    last_full_sync: datetime | None
-    lag_last_hour: LagFigures
-    last_reconciliation: Reconciliation | None
-    mapped_variants: int | None
-    mapped_levels: int | None
-    problem_counts: dict[str, int]
-    activity: list[ActivityStep]
-
-
-@dataclass(frozen=True, slots=True)
-class ProblemRow:
-    """One problem, with the SKU it concerns and what it means."""
-
-    connection: str
-    group: str
-    kind: str
-    sku: str | None
-    subject: str
-    where: str | None  # the Shopify location, for a rejected level
-    reason: str
-    detail: str
-
-
-@dataclass(slots=True)
-class ProblemGroup:
-    """Problems of one kind of situation, over every connection."""
-
-    key: str
-    title: str
-    total: int = 0
-    matching: int = 0
-    rows: list[ProblemRow] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Problems:
-    """Every group, filtered by `query` (a SKU substring, case-insensitive)."""
-
-    query: str
-    rows_per_group: int
-    groups: list[ProblemGroup]
-
-
-@dataclass(frozen=True, slots=True)
-class KatanaStock:
-    """One Katana location's stock of a variant and what the formula makes of it."""
-
-    location_id: int
-    location: str
-    mapped: bool  # feeds a Shopify location in some connection
-    # Katana's exact decimals as text ("7", "2.5"): never rounded through a float.
-    in_stock: str
-    committed: str
-    potential: str | None
-    formula: str
-    result: int | None  # the formula, floored and clamped at 0 (before a connection's buffer)
-
-
-@dataclass(frozen=True, slots=True)
-class ShopifyLevel:
-    """One Shopify (inventory item, location) the variant feeds."""
-
-    connection: str
-    shopify_variant_id: str
-    inventory_item_id: str
-    location_id: str
-    katana_location_id: int
-    katana_location: str
-    desired: int | None  # None: not pushable now (see the variant's problems)
-    last_told: int | None  # what stocksync last set; None: never acknowledged
-    in_flight: bool
-    parked_until: datetime | None  # rejected at this value: retried then
-
-
-@dataclass(frozen=True, slots=True)
-class SkuVariant:
-    """One Katana variant with the SKU asked for."""
-
-    katana_variant_id: int
-    sku: str | None
-    kind: str  # "kit", "product" or "material"
-    retired: bool
-    stock_read_at: datetime | None
-    stock_error: str | None
-    katana: list[KatanaStock]
-    levels: list[ShopifyLevel]
-    problems: list[ProblemRow]
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    """One push of the SKU (the audit log)."""
-
-    at: datetime
-    connection: str
-    inventory_item_id: str
-    location_id: str
-    from_quantity: int | None
-    to_quantity: int
-    outcome: str
-
-
-@dataclass(frozen=True, slots=True)
-class SkuView:
-    """Everything about one SKU."""
-
-    sku: str
-    variants: list[SkuVariant]
-    history: list[HistoryRow]
-
-
-@dataclass(frozen=True, slots=True)
-class KatanaState:
-    """Whether the daemon's polls of Katana work."""
-
-    reachable: bool
-    unreachable_since: datetime | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """The whole page."""
-
-    generated_at: datetime
-    version: str
-    started_at: datetime
-    poll_interval_seconds: float
-    last_successful_poll: datetime | None
-    katana: KatanaState
-    cycle_error: str | None  # a cycle failing for another reason than Katana
-    cycle_failing_since: datetime | None
-    connections: list[ConnectionStatus]
-    problems: Problems
-    sku: SkuView | None
-
-
-def jsonable(value: Any) -> Any:
-    """The status as JSON-ready values: datetimes ISO 8601 UTC, Katana decimals as strings."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, Decimal):
-        return format_quantity(value)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    slots = getattr(type(value), "__slots__", None)
-    if slots is not None:
-        return {name: jsonable(getattr(value, name)) for name in slots}
-    raise TypeError(f"cannot express {type(value).__name__} as JSON")
-
-
-def format_quantity(value: Quantity | None) -> str:
-    """A Katana quantity as people write it: 7, 2.5 (never 7.00000 or 1E+1)."""
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        if value == value.to_integral_value():
-            return str(int(value))
-        return format(value.normalize(), "f")
-    return str(value)
 
 
 # --------------------------------------------------------------------------- sources
@@ -366,72 +83,6 @@ class StatusSources:
     outage: Callable[[str], Outage | None]
     last_cycle: Callable[[], CycleReport | None]
     started_at: datetime
-
-
-StockReader = Callable[[Collection[int]], Awaitable[StockTable]]
-
-
-class StockCache:
-    """Katana stock of a few variants, read on demand for SKU views and kept briefly.
-
-    One read per set of variants at a time (a page open in several tabs shares it); a caller
-    waits at most `wait` seconds and then sees the previous read (or none) while the read goes
-    on in the background, so the page never hangs on Katana's rate limit.
-    """
-
-    def __init__(
-        self,
-        *,
-        ttl: float = STOCK_CACHE_SECONDS,
-        wait: float = STOCK_READ_WAIT_SECONDS,
-        entries: int = STOCK_CACHE_ENTRIES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.ttl = ttl
-        self.wait = wait
-        self.entries = entries
-        self._clock = clock
-        # variants -> (monotonic time read, wall time read, stock or None, error or None)
-        self._done: dict[frozenset[int], tuple[float, datetime, StockTable | None, str | None]] = {}
-        self._reading: dict[frozenset[int], asyncio.Task[None]] = {}
-
-    async def read(
-        self, variants: Collection[int], reader: StockReader
-    ) -> tuple[StockTable | None, datetime | None, str | None]:
-        """(stock, when it was read, error) for these variants; stock None if never read."""
-        key = frozenset(variants)
-        cached = self._done.get(key)
-        fresh = cached is not None and self._clock() - cached[0] < self.ttl
-        if not fresh:
-            task = self._reading.get(key)
-            if task is None:
-                task = asyncio.create_task(self._read(key, reader))
-                self._reading[key] = task
-                task.add_done_callback(lambda _t: self._reading.pop(key, None))
-            # shield: a page that stops waiting does not cancel a read others will use.
-            done, _ = await asyncio.wait({asyncio.shield(task)}, timeout=self.wait)
-            cached = self._done.get(key)
-            if not done and cached is None:
-                return None, None, "Katana's stock is still being read: refresh shortly."
-        if cached is None:  # pragma: no cover - a finished read always records something
-            return None, None, "Katana's stock could not be read."
-        _, read_at, stock, error = cached
-        return stock, read_at, error
-
-    async def _read(self, key: frozenset[int], reader: StockReader) -> None:
-        read_at = datetime.now(UTC)
-        try:
-            stock: StockTable | None = await reader(sorted(key))
-            error = None
-        except Exception as exc:  # whatever it is, the page says so and keeps working
-            log.warning("status_stock_read_failed", variants=len(key), error=describe_error(exc))
-            previous = self._done.get(key)
-            # The previous read, if any, stays on show under its own time.
-            stock, read_at = (previous[2], previous[1]) if previous is not None else (None, read_at)
-            error = f"Katana's stock could not be read just now ({describe_error(exc)})"
-        self._done[key] = (self._clock(), read_at, stock, error)
-        while len(self._done) > self.entries:
-            del self._done[next(iter(self._done))]
 
 
 class _MappingFacts:
@@ -860,43 +511,6 @@ def _int(text: str) -> int:
         return -1
 
 
-def _katana_stock(
-    location_id: int,
-    name: str,
-    mapped: bool,
-    in_stock: Quantity,
-    committed: Quantity,
-    potential: Quantity | None,
-    *,
-    is_kit: bool,
-) -> KatanaStock:
-    """One location's row and the formula spelled out (PRODUCT.md §1, no buffer)."""
-    fmt = format_quantity
-    if is_kit:
-        formula = (
-            f"{fmt(in_stock)} in stock + {fmt(kit_potential(potential, is_kit=True))} potential"
-            f" − {fmt(committed)} committed"
-        )
-    else:
-        formula = f"{fmt(in_stock)} in stock − {fmt(committed)} committed"
-    try:
-        result: int | None = available(
-            in_stock, committed, kit_potential(potential, is_kit=is_kit), QuantityPolicy()
-        )
-    except ValueError:
-        result = None
-    return KatanaStock(
-        location_id=location_id,
-        location=name,
-        mapped=mapped,
-        in_stock=fmt(in_stock),
-        committed=fmt(committed),
-        potential=None if potential is None else fmt(potential),
-        formula=formula,
-        result=result,
-    )
-
-
 def _history_row(entry: AuditEntry) -> HistoryRow:
     return HistoryRow(
         at=entry.at,
@@ -907,62 +521,3 @@ def _history_row(entry: AuditEntry) -> HistoryRow:
         to_quantity=entry.to_quantity,
         outcome=entry.outcome,
     )
-
-
-def _state(
-    conn: ConnectionSettings,
-    *,
-    mapping: ConnectionMapping | None,
-    held: HeldInfo | None,
-    katana: KatanaState,
-    cycle_error: str | None,
-    cycle_since: datetime | None,
-    push_error: str | None,
-    push_since: datetime | None,
-    synced: bool,
-    waiting: int,
-) -> tuple[str, str, datetime | None, str | None]:
-    """(state, one-sentence summary, since when, error) — the most pressing situation wins."""
-    if not conn.sync_inventory:
-        return "off", "Sync is off (sync_inventory = false): Shopify is not updated.", None, None
-    if held is not None:
-        return (
-            "held",
-            "Held by the safety valve: nothing is pushed until an operator releases it.",
-            held.since,
-            held.reason,
-        )
-    if not katana.reachable:
-        return (
-            "katana_unreachable",
-            "Katana unreachable: Shopify keeps the last quantities until it answers again.",
-            katana.unreachable_since,
-            katana.error,
-        )
-    if cycle_error is not None:
-        return (
-            "failing",
-            "Sync cycles are failing: Shopify keeps the last quantities.",
-            cycle_since,
-            cycle_error,
-        )
-    if push_error is not None:
-        return (
-            "shopify_errors",
-            "Shopify did not take the last push; it is retried every cycle.",
-            push_since,
-            push_error,
-        )
-    if mapping is None:
-        return "starting", "Starting: reading the Katana and Shopify catalogues.", None, None
-    if not synced:
-        return (
-            "full_sync_pending",
-            "First full sync in progress: every mapped variant is being pushed.",
-            None,
-            None,
-        )
-    if waiting:
-        plural = "variant" if waiting == 1 else "variants"
-        return "catching_up", f"Catching up: {waiting} {plural} waiting to be pushed.", None, None
-    return "in_sync", "In sync: every change Katana reported has reached Shopify.", None, None

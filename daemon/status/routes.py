@@ -18,11 +18,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from daemon.secrets import Secret
+from daemon.status.data import jsonable
 from daemon.status.model import (
     DEFAULT_ROWS_PER_GROUP,
     MAX_ROWS_PER_GROUP,
     StatusModel,
-    jsonable,
 )
 from daemon.status.page import render_main, render_page
 
