@@ -313,6 +313,10 @@ class Metrics:
             for resource in MALFORMED_RESOURCES[api]:
                 self.malformed_rows.labels(api=api, resource=resource)
 
+    def dirty_variants_value(self) -> int:
+        """The outbox size last exported."""
+        return int(self.registry.get_sample_value("stocksync_dirty_variants") or 0)
+
     def requests_done(self) -> float:
         """How many API requests have completed so far, any API, any status (the watchdog's
         sign of work moving)."""

@@ -6,7 +6,7 @@ Used by the daemon (`stocksync run`) and by every one-shot command (`sync-once`,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -36,6 +36,8 @@ class Runtime:
     shopify_session: aiohttp.ClientSession
     limiter: RateLimiter
     engine: Engine
+    # Told of every failed Katana attempt (the daemon's outage report).
+    on_katana_trouble: Callable[[str], None] | None = None
 
     def clients(self, settings: Settings) -> Clients:
         """Fresh API clients for `settings` on the runtime's sessions (for a reload)."""
@@ -44,7 +46,12 @@ class Runtime:
         if settings.katana.requests_per_minute != self.limiter.requests_per_minute:
             self.limiter = RateLimiter(settings.katana.requests_per_minute)
         return build_clients(
-            settings, self.katana_session, self.shopify_session, self.limiter, self.metrics
+            settings,
+            self.katana_session,
+            self.shopify_session,
+            self.limiter,
+            self.metrics,
+            self.on_katana_trouble,
         )
 
 
@@ -54,10 +61,16 @@ def build_clients(
     shopify_session: aiohttp.ClientSession,
     limiter: RateLimiter,
     metrics: Metrics,
+    on_katana_trouble: Callable[[str], None] | None = None,
 ) -> Clients:
     """The Katana client and one Shopify client per connection for `settings`."""
     katana = KatanaClient(
-        katana_session, settings.katana.base_url, settings.katana.api_key, limiter, metrics=metrics
+        katana_session,
+        settings.katana.base_url,
+        settings.katana.api_key,
+        limiter,
+        metrics=metrics,
+        on_trouble=on_katana_trouble,
     )
     return Clients(katana, build_shopify_clients(shopify_session, settings.connections, metrics))
 
@@ -106,6 +119,7 @@ async def open_runtime(
     metrics: Metrics | None = None,
     tuning: Tuning = DEFAULT_TUNING,
     read_only: bool = False,
+    on_katana_trouble: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open the store and the API sessions; close them in reverse order, once.
 
@@ -120,10 +134,14 @@ async def open_runtime(
         katana_session = await stack.enter_async_context(_session())
         shopify_session = await stack.enter_async_context(_session())
         limiter = RateLimiter(settings.katana.requests_per_minute)
-        clients = build_clients(settings, katana_session, shopify_session, limiter, metrics)
+        clients = build_clients(
+            settings, katana_session, shopify_session, limiter, metrics, on_katana_trouble
+        )
         engine = Engine(settings, store, clients, metrics, tuning=tuning)
         # From here the engine's context is the only holder of the settings: this frame, alive
         # as long as the runtime, must not keep them past a reload.
         del settings
         await engine.start()
-        yield Runtime(store, metrics, katana_session, shopify_session, limiter, engine)
+        yield Runtime(
+            store, metrics, katana_session, shopify_session, limiter, engine, on_katana_trouble
+        )

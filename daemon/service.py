@@ -84,7 +84,7 @@ class Daemon:
         self._reload_requested = False
         self._signals = 0
         self._work = asyncio.Lock()
-        self._ready_sent = False
+        self._status_sent = ""
         self._runtime: Runtime | None = None
         self._reconciler: Reconciler | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -169,7 +169,9 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         try:
-            async with open_runtime(self.settings, metrics=self.metrics) as runtime:
+            async with open_runtime(
+                self.settings, metrics=self.metrics, on_katana_trouble=self._katana_trouble
+            ) as runtime:
                 self._runtime, self._initial = runtime, None
                 self._reconciler = Reconciler.of(runtime.engine)
                 self.metrics.katana_budget_used.set_function(
@@ -207,6 +209,12 @@ class Daemon:
                         connections=[c.name for c in self.settings.connections],
                         enabled=[c.name for c in runtime.engine.enabled()],
                     )
+                    # READY means started and serving (the convention): /metrics, /healthz and
+                    # the status page answer. Whether Shopify is in step is STATUS= and /readyz,
+                    # kept current after every cycle; a failing first cycle no longer leaves the
+                    # unit "activating" for ever.
+                    self.notifier.ready()
+                    self._report_status()
                     await self._main_loop()
                 finally:
                     await self._shutdown(http)
@@ -331,6 +339,7 @@ class Daemon:
             except (KatanaError, ShopifyError, LocationError, OSError, TimeoutError) as exc:
                 self.metrics.poll_cycles.labels(result="error").inc()
                 self.health_log.failed("poll", exc)
+                self._report_status()
                 self._retry_soon()
                 return
             except Exception as exc:
@@ -389,10 +398,39 @@ class Daemon:
                     for c in report.connections
                 },
             )
-        if not self._ready_sent:
-            self._ready_sent = True
-            self.notifier.ready()
-            self.notifier.status("in sync")
+        self._report_status()
+
+    def _katana_trouble(self, reason: str) -> None:
+        # The outage starts at its first failed request: source_failed comes after one timeout,
+        # not after a whole cycle of retries, and the recovery line measures from there.
+        self.health_log.failed("poll", reason)
+        self._report_status()
+
+    def _report_status(self) -> None:
+        """STATUS= for `systemctl status`, kept current after every cycle (sent on change)."""
+        text = self._status_text()
+        if text != self._status_sent:
+            self._status_sent = text
+            self.notifier.status(text)
+
+    def _status_text(self) -> str:
+        held = [
+            c.name for c in (self.last_report.connections if self.last_report else ()) if c.held
+        ]
+        if held:
+            return f"held by the safety valve: {', '.join(held)} (stocksync release-hold)"
+        outage = self.health_log.outage("poll")
+        if outage is not None:
+            minutes = max(0, round((time.time() - outage.started_at) / 60))
+            return f"Katana unreachable for {minutes} min: {outage.message}"[:200]
+        if self.last_report is None:
+            return "starting: first cycle"
+        if not self.last_report.ok:
+            return "Shopify errors: some pushes failed; retrying"
+        waiting = self.metrics.dirty_variants_value()
+        if waiting:
+            return f"catching up: {waiting} variants waiting"
+        return "in sync"
 
     def _start_watchdog(self) -> None:
         """WATCHDOG=1 while the daemon makes progress (see daemon/watchdog.py)."""

@@ -118,6 +118,7 @@ class KatanaClient:
         timeout: float = 30.0,
         max_attempts: int = 6,
         sleep: Sleep = asyncio.sleep,
+        on_trouble: Callable[[str], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
@@ -129,6 +130,9 @@ class KatanaClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_attempts = max_attempts
         self._sleep = sleep
+        # Told of every failed attempt as it happens: an outage is reported from its first
+        # failure, not once six attempts of 30 s have run out.
+        self._on_trouble = on_trouble
         self._reported: set[tuple[str, str, str]] = set()
 
     # --- typed reads ---------------------------------------------------------------------------
@@ -444,6 +448,8 @@ class KatanaClient:
             reason=reason,
             delay_seconds=round(delay, 3),
         )
+        if self._on_trouble is not None:
+            self._on_trouble(f"Katana GET {path}: {reason}")
         await self._sleep(delay)
 
 

@@ -257,8 +257,6 @@ async def test_sd_notify_ready_reload_stopping_and_watchdog(
         explain=lambda: f"received {notify_listener.assignments()}",
         daemon=daemon,
     )
-    # READY=1 is sent after the first successful cycle was counted.
-    assert await daemon.metric("stocksync_poll_cycles_total", result="success") >= 1
     # WATCHDOG_USEC = 2 s: a ping every second while the loop makes progress.
     await wait_until(
         lambda: notify_listener.index_of("WATCHDOG=1") is not None,
@@ -330,3 +328,73 @@ async def test_metrics_endpoint_exports_every_contract_family(world: World) -> N
         }
         assert referenced, f"{path.name} references no stocksync metric"
         assert referenced <= exported, f"{path.name} uses unexported {referenced - exported}"
+
+
+def statuses(listener: NotifyListener) -> list[str]:
+    """Every STATUS= text received so far, in order."""
+    return [
+        line.removeprefix("STATUS=")
+        for datagram in listener.assignments()
+        for line in datagram
+        if line.startswith("STATUS=")
+    ]
+
+
+async def test_ready_means_started_and_serving_even_when_katana_refuses_the_key(
+    world: World, notify_listener: NotifyListener
+) -> None:
+    daemon = await world.start_daemon(
+        {"NOTIFY_SOCKET": str(notify_listener.path), "KATANA_API_KEY": "not-the-key"}
+    )
+
+    # Started and serving: the unit leaves "activating" (and Restart= applies from here on).
+    await wait_until(
+        lambda: notify_listener.index_of("READY=1") is not None,
+        within=20,
+        what="READY=1",
+        explain=lambda: f"received {notify_listener.assignments()}",
+        daemon=daemon,
+    )
+    # What systemctl status shows says why nothing syncs.
+    await wait_until(
+        lambda: any(s.startswith("Katana unreachable") for s in statuses(notify_listener)),
+        within=20,
+        what="STATUS= saying Katana is unreachable",
+        explain=lambda: f"statuses {statuses(notify_listener)}",
+        daemon=daemon,
+    )
+    assert (await daemon.get("/readyz") or (0, ""))[0] == 503
+
+
+async def test_status_follows_a_katana_outage_and_its_end(
+    world: World, notify_listener: NotifyListener
+) -> None:
+    daemon = await world.start_daemon({"NOTIFY_SOCKET": str(notify_listener.path)})
+    await world.converged(daemon)
+    await wait_until(
+        lambda: "in sync" in statuses(notify_listener),
+        within=20,
+        what="STATUS=in sync",
+        explain=lambda: f"statuses {statuses(notify_listener)}",
+        daemon=daemon,
+    )
+
+    world.katana.faults.outage = True
+    await wait_until(
+        lambda: any(s.startswith("Katana unreachable") for s in statuses(notify_listener)),
+        within=30,
+        what="STATUS= saying Katana is unreachable",
+        explain=lambda: f"statuses {statuses(notify_listener)}",
+        daemon=daemon,
+    )
+    outage_at = len(statuses(notify_listener))
+    world.katana.faults.outage = False
+
+    await wait_until(
+        lambda: "in sync" in statuses(notify_listener)[outage_at:],
+        within=60,
+        what="STATUS=in sync again",
+        explain=lambda: f"statuses {statuses(notify_listener)}",
+        daemon=daemon,
+    )
+    assert "source_recovered" in daemon.log_events()
