@@ -616,6 +616,7 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
             (new.daemon.http_host, new.daemon.http_port),
         ),
         ("daemon.log_format", old.daemon.log_format, new.daemon.log_format),
+        ("daemon.log_level", old.daemon.log_level, new.daemon.log_level),
     )
     for key, before, after in pairs:
         if before != after:
