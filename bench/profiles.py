@@ -8,7 +8,7 @@ from dataclasses import dataclass
 KATANA_REQUESTS_PER_MINUTE = 60
 SHOPIFY_BUCKET_SIZE = 1000.0
 SHOPIFY_RESTORE_RATE = 100.0
-# The daemon's config refuses more (daemon/config.py).
+# The daemon's config refuses more (daemon/config/sections.py).
 MAX_CONFIG_REQUESTS_PER_MINUTE = 10_000
 
 
