@@ -424,12 +424,7 @@ class ShopifyClient:
         journal: PushJournal | None = None,
         resend: PushRequest | None = None,
     ) -> list[PushResult]:
-        """Set "available" for ≤ 250 distinct pairs; one PushResult per push, in the same order.
-
-        `journal` is told every request before it is sent, and every attempt whose answer was
-        lost. `resend` is a request recorded earlier whose answer never arrived: its first
-        attempt goes out unchanged, under the same key (`pushes` must be its pushes).
-        """
+        """Set "available" for ≤ 250 distinct pairs (see `InventoryWrites.set_available`)."""
         return await self._writes.set_available(
             pushes, reference=reference, journal=journal, resend=resend
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -41,6 +40,7 @@ from daemon.katana.ratelimit import RateLimiter
 from daemon.metrics import Metrics
 from daemon.secrets import Secret
 from tests.aioresponses_compat import CompatResponse
+from tests.helpers import FakeTime
 
 BASE = "https://katana.test/v1"
 KEY = "kat-live-7f3a9c0e55d14b2a"
@@ -50,22 +50,6 @@ T0_TEXT = "2024-05-01T10:00:00.000Z"
 
 
 # --- fakes -------------------------------------------------------------------------------------
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps; every sleep is recorded."""
-
-    def __init__(self) -> None:
-        self.now = EPOCH
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
-        await asyncio.sleep(0)
 
 
 @dataclass(frozen=True)
@@ -198,7 +182,7 @@ def stock(vid: int, location: int = 1, **over: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def time() -> FakeTime:
-    return FakeTime()
+    return FakeTime(EPOCH)
 
 
 @pytest.fixture
