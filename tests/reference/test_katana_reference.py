@@ -115,6 +115,12 @@ def _choices(name: str, parameter: inspect.Parameter, variant_ids: list[int]) ->
         return [variant_ids, None] if optional else [variant_ids]
     if parameter.name.endswith("source") and annotation == "str":
         return _sources()
+    if parameter.name == "filters" and annotation == "Params":
+        # A targeted read (daemon/sync/targeted.py) picks rows by id; every delta list takes
+        # `ids`. Its document filters (sales_order_ids, manufacturing_order_id,
+        # purchase_order_id, purchase_order_row_id) are each valid on one list only: their names
+        # were checked against live-gateway.yaml by hand (issue 17), not here.
+        return [[("ids", str(variant_ids[0]))]]
     if parameter.default is not inspect.Parameter.empty:
         return [parameter.default]
     raise Unexercisable(
