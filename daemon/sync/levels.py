@@ -184,7 +184,9 @@ class LevelSync:
         chunks = self.chunks(mapping, only)
         plan_kwargs = {"confirm": confirm, "force": force, "against": against}
         drops = 0
-        kept: list[ChunkPlan] | None = []
+        # Only the pushes are kept between the two passes: a chunk's desired levels and
+        # snapshot are dropped as soon as it is judged (a full reconciliation has 20 chunks).
+        kept: list[list[PlannedPush]] | None = []
         unresolved: set[int] = set()
         for chunk in chunks:
             plan = await self.plan(mapping, stock, chunk, **plan_kwargs)  # type: ignore[arg-type]
@@ -197,13 +199,13 @@ class LevelSync:
             if kept is not None and len(chunks) > 1 and outcome.planned > self._chunk:
                 kept = None  # too large to hold: planned again chunk by chunk
             elif kept is not None:
-                kept.append(plan)
+                kept.append(plan.pushes)
         if not await self._valve.allows(mapping, drops, outcome):
             return None
         unresolved_pairs = 0
         for number, chunk in enumerate(chunks):
             if kept is not None:
-                pushes = kept[number].pushes
+                pushes = kept[number]
             else:
                 again = await self.plan(mapping, stock, chunk, note=False, **plan_kwargs)  # type: ignore[arg-type]
                 pushes = again.pushes
