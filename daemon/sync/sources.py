@@ -7,9 +7,9 @@ docs/design.md ("Change capture") has the table of which Katana change each sour
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daemon.katana.models import DELTA_SOURCES, ROW_SOURCES, Change, Read
@@ -29,6 +29,13 @@ IDLE_CYCLE_REQUESTS = len(DELTA_SOURCES) + 4
 # this often (a removed ingredient raises its kit's potential). The time of the last full read
 # is kept among the cursors, on the engine's clock.
 BOM_FULL_READ_INTERVAL = timedelta(minutes=30)
+
+
+# Set once the row memory was filled by one full read of the document-row lists.
+ROW_MEMORY_CURSOR = "row_memory_seeded"
+ROW_MEMORY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# The row lists in a fixed order (ROW_SOURCES is a set).
+ROW_SEEDED = tuple(source for source in DELTA_SOURCES if source in ROW_SOURCES)
 
 
 def sustainable_poll_interval(requests_per_minute: int) -> float:
@@ -80,6 +87,27 @@ class DeltaSources:
         for c in changes:
             self._seen[(c.source, str(c.resource_id), c.variant_id, c.at)] = None
 
+    async def _seed_row_memory(self, cursors: Mapping[str, datetime]) -> dict[tuple[str, str], int]:
+        """Once per state file: every document row Katana lists, with its variant.
+
+        A row is remembered when a delta read lists it; a row written long before stocksync's
+        first start (an order open for months) is listed only when it changes, too late to
+        know which variant it committed before. Re-pointed then, its old variant's commitment
+        would be released unseen. One full read of the row lists, at the first cycle, fills
+        the memory (rows deleted are left out).
+        """
+        if ROW_MEMORY_CURSOR in cursors:
+            return {}
+        reads = await asyncio.gather(
+            *(self._ctx.katana.read_changes(source, ROW_MEMORY_EPOCH) for source in ROW_SEEDED)
+        )
+        return {
+            (c.source, str(c.resource_id)): c.variant_id
+            for read in reads
+            for c in read.rows
+            if not c.deleted
+        }
+
     async def collect(self) -> int:
         """Read every delta source since its cursor; record dirty variants and cursors at once."""
         catalogue = self._keeper.catalogue
@@ -103,6 +131,7 @@ class DeltaSources:
         reads: list[Read[Change]] = await asyncio.gather(
             *(ctx.katana.read_changes(s, since(s)) for s in DELTA_SOURCES)
         )
+        seeded = await self._seed_row_memory(cursors)
 
         dirty: dict[int, datetime] = {}
 
@@ -129,7 +158,12 @@ class DeltaSources:
             if source in ROW_SOURCES
             for c in read.rows
         )
-        rows: dict[tuple[str, str], int | None] = {}
+        # A row first met by the seeding read has no earlier variant to go back to: what the
+        # seed saw is as far back as anything can be known (rows remembered before win).
+        known = {**seeded, **known}
+        rows: dict[tuple[str, str], int | None] = {
+            row: variant for row, variant in seeded.items() if known[row] == variant
+        }
         for source, read in zip(DELTA_SOURCES, reads, strict=True):
             for c in read.rows:
                 key = (source, str(c.resource_id), c.variant_id, c.at)
@@ -194,6 +228,8 @@ class DeltaSources:
             for kit in catalogue.kits_using([ingredient]):
                 mark(kit, at)
 
+        if seeded or ROW_MEMORY_CURSOR not in cursors:
+            new_cursors[ROW_MEMORY_CURSOR] = started
         await ctx.store.record_changes(
             dirty, new_cursors, [c.name for c in ctx.enabled()], rows=rows
         )

@@ -486,3 +486,44 @@ async def test_a_change_committed_late_within_the_overlap_is_not_skipped(
         await runtime.engine.cycle()
 
         assert world.levels(twin) == (6, 6)
+
+
+class HistoryClock:
+    """A Katana clock writing the catalogue's history years back, then live."""
+
+    def __init__(self) -> None:
+        self._history: datetime | None = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        if self._history is None:
+            return datetime.now(UTC)
+        self._history += timedelta(minutes=5)
+        return self._history
+
+    def go_live(self) -> None:
+        self._history = None
+
+
+async def test_a_row_of_an_order_open_for_years_is_repointed_both_ways(tmp_path: Path) -> None:
+    # Nothing stocksync ever read listed this row: only a full read of the row lists at the
+    # first cycle can tell which variant it committed before it is re-pointed.
+    clock = HistoryClock()
+    katana = KatanaSim(api_key=KATANA_KEY, requests_per_minute=10000, clock=clock)
+    shop = ShopifySim(access_token=SHOPIFY_TOKEN, bucket_size=2000, restore_rate=1000)
+    warehouse = katana.add_location("Warehouse")
+    outlet = katana.add_location("Outlet")
+    main, pop_up = shop.add_location("Main"), shop.add_location("Pop-up")
+    async with run_simulators(katana, shop) as urls:
+        world = World(katana, shop, urls, tmp_path, warehouse, outlet, main, pop_up)
+        chair, chair_twin = product(world, "CHAIR", stock=10)
+        lamp, lamp_twin = product(world, "LAMP", stock=10)
+        order = katana.create_sales_order([(chair, 4)], warehouse)
+        clock.go_live()
+        await world.cycle()
+        assert world.levels(chair_twin) == (6, 6)
+
+        [row] = katana.sales_order_row_ids(order)
+        katana.update_sales_order_row(row, variant_id=lamp)
+        await world.cycle()
+
+        assert (world.levels(chair_twin), world.levels(lamp_twin)) == ((10, 10), (6, 6))
