@@ -182,33 +182,34 @@ class LevelSync:
         receives each chunk's push report, level by level (`stocksync push` prints them).
         """
         chunks = self.chunks(mapping, only)
-        plan_kwargs = {"confirm": confirm, "force": force, "against": against}
+
+        async def plan(chunk: Collection[int], *, note: bool) -> ChunkPlan:
+            return await self.plan(
+                mapping, stock, chunk, confirm=confirm, force=force, against=against, note=note
+            )
+
         drops = 0
         # Only the pushes are kept between the two passes: a chunk's desired levels and
         # snapshot are dropped as soon as it is judged (a full reconciliation has 20 chunks).
         kept: list[list[PlannedPush]] | None = []
         unresolved: set[int] = set()
         for chunk in chunks:
-            plan = await self.plan(mapping, stock, chunk, **plan_kwargs)  # type: ignore[arg-type]
+            first = await plan(chunk, note=True)
             if observe is not None:
-                observe(plan)
-            unresolved |= plan.waiting
-            drops += drops_to_zero(plan.pushes, plan.baseline)
-            outcome.considered += len(plan.levels)
-            outcome.planned += len(plan.pushes)
+                observe(first)
+            unresolved |= first.waiting
+            drops += drops_to_zero(first.pushes, first.baseline)
+            outcome.considered += len(first.levels)
+            outcome.planned += len(first.pushes)
             if kept is not None and len(chunks) > 1 and outcome.planned > self._chunk:
                 kept = None  # too large to hold: planned again chunk by chunk
             elif kept is not None:
-                kept.append(plan.pushes)
+                kept.append(first.pushes)
         if not await self._valve.allows(mapping, drops, outcome):
             return None
         unresolved_pairs = 0
         for number, chunk in enumerate(chunks):
-            if kept is not None:
-                pushes = kept[number]
-            else:
-                again = await self.plan(mapping, stock, chunk, note=False, **plan_kwargs)  # type: ignore[arg-type]
-                pushes = again.pushes
+            pushes = kept[number] if kept is not None else (await plan(chunk, note=False)).pushes
             report = await self._pusher.push(
                 mapping.settings, self._ctx.shopify[mapping.name], pushes, run_id
             )
