@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,10 +116,33 @@ sync_inventory = {"true" if sync else "false"}
         return self.shop.mutation_calls["inventorySetQuantities"]
 
 
+# Longer than the cursors' overlap: Katana "goes quiet" for this long between cycles.
+QUIET = timedelta(minutes=5)
+
+
+class KatanaClock:
+    """The simulated Katana's clock: real time, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta = QUIET) -> None:
+        self.offset += by
+
+
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+def katana_clock() -> KatanaClock:
+    """The clock of the `world` fixture's Katana (real time unless a test moves it)."""
+    return KatanaClock()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, katana_clock: KatanaClock) -> AsyncIterator[World]:
     """A fresh simulated Katana account and Shopify store on loopback."""
-    katana = KatanaSim(api_key=KATANA_KEY, requests_per_minute=10000)
+    katana = KatanaSim(api_key=KATANA_KEY, requests_per_minute=10000, clock=katana_clock)
     shop = ShopifySim(access_token=SHOPIFY_TOKEN, bucket_size=2000, restore_rate=1000)
     warehouse = katana.add_location("Warehouse")
     outlet = katana.add_location("Outlet")

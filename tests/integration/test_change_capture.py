@@ -11,11 +11,8 @@ docs/design.md ("Change capture") names each test here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from daemon.domain.models import ShopifyVariant
 from daemon.katana.models import DELTA_SOURCES
@@ -24,40 +21,7 @@ from daemon.sim.harness import run_simulators
 from daemon.sim.katana import KatanaSim, ProductSpec
 from daemon.sim.shopify import ShopifySim
 from daemon.sync import sources
-from tests.integration.conftest import KATANA_KEY, SHOPIFY_TOKEN, World
-
-QUIET = timedelta(minutes=5)  # longer than the cursors' overlap
-
-
-class KatanaClock:
-    """The simulated Katana's clock: real time, moved on by hand."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, by: timedelta = QUIET) -> None:
-        self.offset += by
-
-
-@pytest.fixture
-def katana_clock() -> KatanaClock:
-    return KatanaClock()
-
-
-@pytest.fixture
-async def world(tmp_path: Path, katana_clock: KatanaClock) -> AsyncIterator[World]:
-    """The conftest world, with a Katana whose clock the test moves."""
-    katana = KatanaSim(api_key=KATANA_KEY, requests_per_minute=10000, clock=katana_clock)
-    shop = ShopifySim(access_token=SHOPIFY_TOKEN, bucket_size=2000, restore_rate=1000)
-    warehouse = katana.add_location("Warehouse")
-    outlet = katana.add_location("Outlet")
-    shop_main = shop.add_location("Main")
-    shop_pop_up = shop.add_location("Pop-up")
-    async with run_simulators(katana, shop) as urls:
-        yield World(katana, shop, urls, tmp_path, warehouse, outlet, shop_main, shop_pop_up)
+from tests.integration.conftest import KATANA_KEY, SHOPIFY_TOKEN, KatanaClock, World
 
 
 def product(
