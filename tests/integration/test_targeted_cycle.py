@@ -9,27 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.domain.models import ShopifyVariant
 from daemon.katana.models import DELTA_SOURCES
-from daemon.runtime import Runtime
 from daemon.webhooks import Hint
 from tests.integration.conftest import KatanaClock, World
-
-
-def product(
-    world: World, sku: str, *, stock: int = 0, kit: bool = False
-) -> tuple[int, ShopifyVariant]:
-    variant_id, twin = world.product(sku, stock=stock, kit=kit)
-    assert twin is not None
-    return variant_id, twin
-
-
-async def settle(runtime: Runtime, katana_clock: KatanaClock) -> None:
-    """The first (full) sync and a cycle after it; then Katana goes quiet past the overlap."""
-    await runtime.engine.cycle()
-    katana_clock.advance()
-    await runtime.engine.cycle()
-    katana_clock.advance()
+from tests.integration.test_change_capture import product, settle
 
 
 def hint(action: str, object_id: int | str) -> Hint:
